@@ -1,0 +1,72 @@
+//! Asynchronous key/value stores with expiry and hierarchical namespaces.
+//!
+//! `kvstores` gives a program one small interface, the [`Store`] trait, for
+//! the fast-changing state it keeps: cached responses, server-side sessions,
+//! rate-limit counters, long-lived caches. Whatever holds the bytes — this
+//! process's memory, one embedded database file, a Redis or Valkey server —
+//! the code that uses the store is the same. The design follows Litestar's
+//! "stores".
+//!
+//! ```
+//! use std::time::Duration;
+//! use kvstores::{Bytes, MemoryStore, NamespacedStore, Store, StoreRegistry};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let root = MemoryStore::new();
+//! let registry = StoreRegistry::with_default_factory(move |name| root.with_namespace(name));
+//!
+//! let sessions = registry.get("sessions");
+//! sessions.set("abc", Bytes::from_static(b"{\"user\":1}"), Some(Duration::from_secs(3600))).await?;
+//! // Reading a session keeps it alive for another hour.
+//! let session = sessions.get("abc", Some(Duration::from_secs(3600))).await?;
+//! assert_eq!(session.as_deref(), Some(&b"{\"user\":1}"[..]));
+//! # kvstores::Result::Ok(()) }).unwrap();
+//! ```
+//!
+//! # Backends
+//!
+//! | store | feature | holds the bytes in | for |
+//! | --- | --- | --- | --- |
+//! | [`MemoryStore`] | `memory` (default) | this process | the lowest overhead; one process |
+//! | `FileStore` | `file` (default) | one redb database file | state that survives restarts; several processes on one machine |
+//! | `RedisStore` | `redis` | a Redis server | many processes, many machines |
+//! | `ValkeyStore` | `valkey` | a Valkey (or Redis) server | the same, with Valkey's defaults |
+//!
+//! The `full` feature turns on every backend.
+//!
+//! # Semantics
+//!
+//! The contract is written once, on the [`Store`] trait, and every backend
+//! runs the same behaviour suite against it. Namespaces ([`NamespacedStore`])
+//! isolate keys; only `delete_all` on a parent reaches its children. How
+//! namespaced keys are laid out in a flat key space, a persisted format, is
+//! documented in [`namespace`].
+//!
+//! # Layout
+//!
+//! - `store` — the [`Store`] and [`NamespacedStore`] traits: the contract.
+//! - `error` — the one [`Error`] type and [`Result`].
+//! - [`namespace`] — the stable mapping from (namespace path, key) to stored
+//!   keys and to the ranges or patterns that select a namespace.
+//! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
+//! - `registry` — [`StoreRegistry`], named stores from a default factory.
+//! - `memory` — [`MemoryStore`], sharded maps in a tree of namespaces.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+mod error;
+#[cfg(feature = "memory")]
+mod memory;
+pub mod namespace;
+mod registry;
+mod store;
+
+pub use bytes::Bytes;
+
+pub use clock::{Clock, ManualClock};
+pub use error::{Error, Result};
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use registry::StoreRegistry;
+pub use store::{NamespacedStore, Store};

@@ -1,0 +1,361 @@
+//! [`MemoryStore`]: a sharded, thread-safe map in this process.
+//!
+//! # Design
+//!
+//! Namespaces form a tree of [`Node`]s, one per namespace path that was ever
+//! asked for. A handle points at its node, so a `get` or `set` touches only
+//! that node's map with the caller's key as it is: no key encoding, no
+//! global lock. `delete_all` clears a node and its descendants, so its cost
+//! follows the size of that subtree, not of the whole store.
+//!
+//! Each node's map is split into shards, each behind its own
+//! `std::sync::RwLock` (on Linux a futex: uncontended read locking is one
+//! atomic operation). Reads take a shard's read lock; writes and `get` with
+//! `renew_for` take its write lock, which is what makes a renewal atomic with
+//! its read. No lock is held across an `.await` (there is none), so a
+//! blocking lock is right here, as in `mini-redis`'s `Db`.
+//!
+//! Each shard keeps an expiry index, ordered by deadline, of the keys that
+//! have one, so that [`MemoryStore::delete_expired`] visits only what has
+//! expired. Keys without expiry cost the index nothing.
+//!
+//! Time is a monotonic [`Clock`] in milliseconds. An entry is live while
+//! `now < expires_at`; every reading method checks that, so an expired entry
+//! is never returned even before it is removed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::clock::{Clock, opt_ttl_millis};
+use crate::{NamespacedStore, Result, Store};
+
+/// A store in this process's memory: the fastest backend, shared by every
+/// clone and namespace of it, gone when the last handle is dropped.
+///
+/// Cloning is cheap: clones share the same data. Safe to use from any number
+/// of tasks and threads at once.
+///
+/// Expired entries are invisible to every method at once, but their memory is
+/// only reclaimed by [`delete_expired`](MemoryStore::delete_expired) (or by
+/// overwriting or deleting the key).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use kvstores::{Bytes, MemoryStore, NamespacedStore, Store};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let limits = store.with_namespace("rate-limits");
+/// limits.set("203.0.113.9", Bytes::from_static(b"1"), Some(Duration::from_secs(60))).await?;
+/// assert!(limits.exists("203.0.113.9").await?);
+/// assert!(!store.exists("203.0.113.9").await?);
+/// # kvstores::Result::Ok(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    node: Arc<Node>,
+    clock: Clock,
+}
+
+/// Options for a [`MemoryStore`], from [`MemoryStore::builder`].
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStoreBuilder {
+    clock: Clock,
+}
+
+impl MemoryStoreBuilder {
+    /// Uses `clock` instead of the system's monotonic clock, e.g. a
+    /// [`ManualClock`](crate::ManualClock) in tests.
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MemoryStore {
+        MemoryStore {
+            node: Arc::new(Node::new(Vec::new())),
+            clock: self.clock,
+        }
+    }
+}
+
+impl MemoryStore {
+    /// Creates an empty store on the system clock.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts building a store with options.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder::default()
+    }
+
+    /// Removes every expired entry of this namespace and its descendants,
+    /// returning how many it removed.
+    ///
+    /// Its cost follows the number of expired entries, not the size of the
+    /// store.
+    pub async fn delete_expired(&self) -> usize {
+        let now = self.clock.monotonic_millis();
+        let mut removed = 0;
+        self.node.for_each_in_subtree(&mut |node| {
+            for shard in node.shards.iter() {
+                removed += shard.write().remove_expired(now);
+            }
+        });
+        removed
+    }
+
+    /// The namespace path of this handle, from the root store down.
+    pub fn namespace(&self) -> &[String] {
+        &self.node.path
+    }
+
+    fn shard(&self, key: &str) -> &Padded<RwLock<Shard>> {
+        let hash = self.node.hasher.hash_one(key);
+        // The high bits: the map inside the shard uses the low ones.
+        &self.node.shards[(hash >> 57) as usize % self.node.shards.len()]
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("namespace", &self.node.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn set(&self, key: &str, value: Bytes, expires_in: Option<Duration>) -> Result<()> {
+        let ttl = opt_ttl_millis(expires_in, "expires_in")?;
+        let expires_at = ttl.map(|ms| self.clock.monotonic_millis().saturating_add(ms));
+        self.shard(key).write().insert(key, value, expires_at);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
+        let now = self.clock.monotonic_millis();
+        match opt_ttl_millis(renew_for, "renew_for")? {
+            None => Ok(self
+                .shard(key)
+                .read()
+                .map
+                .get(key)
+                .filter(|e| e.is_live(now))
+                .map(|e| e.value.clone())),
+            Some(ms) => Ok(self
+                .shard(key)
+                .write()
+                .renew(key, now, now.saturating_add(ms))),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.shard(key).write().remove(key);
+        Ok(())
+    }
+
+    async fn delete_all(&self) -> Result<()> {
+        self.node.for_each_in_subtree(&mut |node| {
+            for shard in node.shards.iter() {
+                let mut shard = shard.write();
+                shard.map = HashMap::new();
+                shard.expiry = BTreeSet::new();
+            }
+        });
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let now = self.clock.monotonic_millis();
+        let shard = self.shard(key).read();
+        Ok(shard.map.get(key).is_some_and(|e| e.is_live(now)))
+    }
+
+    async fn expires_in(&self, key: &str) -> Result<Option<Duration>> {
+        let now = self.clock.monotonic_millis();
+        let shard = self.shard(key).read();
+        Ok(shard
+            .map
+            .get(key)
+            .filter(|e| e.is_live(now))
+            .and_then(|e| e.expires_at)
+            .map(|at| Duration::from_millis(at - now)))
+    }
+}
+
+impl NamespacedStore for MemoryStore {
+    fn with_namespace(&self, namespace: &str) -> Self {
+        MemoryStore {
+            node: self.node.child(namespace),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+/// One namespace: its own sharded map and its children.
+struct Node {
+    path: Vec<String>,
+    hasher: RandomState,
+    shards: Box<[Padded<RwLock<Shard>>]>,
+    /// Children are created on first use and kept for the store's lifetime,
+    /// so that a namespace's data outlives the handles to it.
+    children: RwLock<HashMap<String, Arc<Node>>>,
+}
+
+impl Node {
+    fn new(path: Vec<String>) -> Self {
+        // Enough shards that two threads rarely meet on one lock, as dashmap
+        // sizes its shards; a power of two keeps the index a mask.
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let shards = (cores * 4).next_power_of_two().clamp(4, 64);
+        Node {
+            path,
+            hasher: RandomState::new(),
+            shards: (0..shards).map(|_| Padded(RwLock::default())).collect(),
+            children: RwLock::default(),
+        }
+    }
+
+    fn child(&self, name: &str) -> Arc<Node> {
+        if let Some(child) = read(&self.children).get(name) {
+            return child.clone();
+        }
+        write(&self.children)
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let mut path = self.path.clone();
+                path.push(name.to_owned());
+                Arc::new(Node::new(path))
+            })
+            .clone()
+    }
+
+    fn for_each_in_subtree(&self, f: &mut dyn FnMut(&Node)) {
+        f(self);
+        // Collect first: never hold the children lock while visiting, so a
+        // concurrent `with_namespace` on a descendant cannot deadlock.
+        let children: Vec<Arc<Node>> = read(&self.children).values().cloned().collect();
+        for child in children {
+            child.for_each_in_subtree(f);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Arc<str>, Entry>,
+    /// `(expires_at, key)` for every entry of `map` that has an expiry.
+    expiry: BTreeSet<(u64, Arc<str>)>,
+}
+
+struct Entry {
+    value: Bytes,
+    /// Monotonic milliseconds at which the entry expires; `None`: never.
+    expires_at: Option<u64>,
+}
+
+impl Entry {
+    fn is_live(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+impl Shard {
+    fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<u64>) {
+        if let Some((stored_key, entry)) = self.map.get_key_value(key) {
+            let stored_key = stored_key.clone();
+            if let Some(old) = entry.expires_at {
+                self.expiry.remove(&(old, stored_key.clone()));
+            }
+            if let Some(at) = expires_at {
+                self.expiry.insert((at, stored_key.clone()));
+            }
+            self.map.insert(stored_key, Entry { value, expires_at });
+        } else {
+            let key: Arc<str> = Arc::from(key);
+            if let Some(at) = expires_at {
+                self.expiry.insert((at, key.clone()));
+            }
+            self.map.insert(key, Entry { value, expires_at });
+        }
+    }
+
+    fn renew(&mut self, key: &str, now: u64, new_expiry: u64) -> Option<Bytes> {
+        let (stored_key, entry) = self.map.get_key_value(key)?;
+        if !entry.is_live(now) {
+            return None;
+        }
+        let value = entry.value.clone();
+        if let Some(old) = entry.expires_at {
+            let stored_key = stored_key.clone();
+            self.expiry.remove(&(old, stored_key.clone()));
+            self.expiry.insert((new_expiry, stored_key.clone()));
+            if let Some(entry) = self.map.get_mut(&*stored_key) {
+                entry.expires_at = Some(new_expiry);
+            }
+        }
+        Some(value)
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((stored_key, entry)) = self.map.remove_entry(key)
+            && let Some(at) = entry.expires_at
+        {
+            self.expiry.remove(&(at, stored_key));
+        }
+    }
+
+    /// Removes the entries whose deadline is at or before `now`.
+    fn remove_expired(&mut self, now: u64) -> usize {
+        let live = self
+            .expiry
+            .split_off(&(now.saturating_add(1), Arc::from("")));
+        let expired = std::mem::replace(&mut self.expiry, live);
+        for (_, key) in &expired {
+            self.map.remove(key);
+        }
+        expired.len()
+    }
+}
+
+/// Aligns a lock to its own cache line pair, so that threads working on
+/// neighbouring shards do not invalidate each other's lines.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl Padded<RwLock<Shard>> {
+    fn read(&self) -> RwLockReadGuard<'_, Shard> {
+        read(&self.0)
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, Shard> {
+        write(&self.0)
+    }
+}
+
+// Nothing under these locks panics short of an allocation failure, which
+// aborts; poisoning therefore carries no information and is ignored.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
