@@ -34,6 +34,7 @@ impl Clock {
 
     /// Milliseconds on a clock that never goes backwards, for in-process
     /// expiry. Only differences between two readings mean anything.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn monotonic_millis(&self) -> u64 {
         match &self.0 {
             Source::System => {
@@ -86,7 +87,7 @@ fn system_unix_millis() -> u64 {
 /// assert!(store.exists("k").await?);
 /// clock.advance(Duration::from_secs(1));
 /// assert!(!store.exists("k").await?);
-/// # kvstores::Result::Ok(()) }).unwrap();
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone, Debug)]
 pub struct ManualClock(Arc<AtomicU64>);

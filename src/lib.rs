@@ -20,7 +20,7 @@
 //! // Reading a session keeps it alive for another hour.
 //! let session = sessions.get("abc", Some(Duration::from_secs(3600))).await?;
 //! assert_eq!(session.as_deref(), Some(&b"{\"user\":1}"[..]));
-//! # kvstores::Result::Ok(()) }).unwrap();
+//! # Ok::<(), kvstores::Error>(()) }).unwrap();
 //! ```
 //!
 //! # Backends

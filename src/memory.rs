@@ -57,7 +57,7 @@ use crate::{NamespacedStore, Result, Store};
 /// limits.set("203.0.113.9", Bytes::from_static(b"1"), Some(Duration::from_secs(60))).await?;
 /// assert!(limits.exists("203.0.113.9").await?);
 /// assert!(!store.exists("203.0.113.9").await?);
-/// # kvstores::Result::Ok(()) }).unwrap();
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
