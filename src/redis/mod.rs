@@ -1,0 +1,517 @@
+//! `RedisStore` and `ValkeyStore`: one implementation on a Redis or
+//! Valkey server, behind two thin types.
+//!
+//! # Design
+//!
+//! A root store (from `connect`) owns one multiplexed connection, the redis
+//! crate's `ConnectionManager`. Every clone and every namespace derived from
+//! it shares that connection through an `Arc`: requests from concurrent tasks
+//! are written back to back on the one socket and their replies matched in
+//! order, so 64 tasks pipeline naturally without a pool.
+//!
+//! A handle is that shared connection plus its namespace path and the
+//! Redis-form key prefix computed once from it ([`crate::namespace`]). Every
+//! operation is one command (or, for a renewing `get`, one script run), so
+//! there is no client-side state to keep consistent.
+//!
+//! - `set` is `SET key value [PX ms]`; `set_keep_ttl` is
+//!   `SET key value KEEPTTL` (Redis 6.0 or later, any Valkey).
+//! - `get` is `GET`; with `renew_for` it is one Lua script, run by its SHA1
+//!   (`EVALSHA`) and loaded with `SCRIPT LOAD` on the first `NOSCRIPT` reply
+//!   (once per server lifetime), that reads the key and, only if it has an
+//!   expiry, sets a new one with `PEXPIRE` — atomically, since a script runs
+//!   alone on the server.
+//! - `delete` is `UNLINK`, `exists` is `EXISTS`, `expires_in` reads `PTTL`.
+//! - `delete_all` sweeps with `SCAN cursor MATCH pattern COUNT 1000` from the
+//!   client and `UNLINK`s each batch. It never runs a server-side loop, so
+//!   other clients are served between batches however large the namespace.
+//!
+//! # `delete_all` and concurrent writers
+//!
+//! The sweep is not a snapshot. Every key of the namespace that exists for
+//! the whole sweep is deleted (SCAN's guarantee). A key written while the
+//! sweep runs may survive it or not, depending on whether the cursor has
+//! already passed its slot; a key written after `delete_all` returns always
+//! survives. Readers can observe the namespace half-deleted while it runs.
+//!
+//! # Connections, failures and reconnection
+//!
+//! Each connection attempt gives up after the connect timeout (default
+//! 1 s) and each command after the response timeout (default 2 s); a failed
+//! attempt is retried twice with a short backoff (50 ms, then up to 100 ms).
+//! An operation made while the server is down therefore fails with
+//! [`Error::Connection`] after at most about three connect timeouts plus one
+//! response timeout, never hangs. When a command finds the connection broken,
+//! the connection manager starts reconnecting in the background; once the
+//! server is back on the same address the same store works again, without
+//! being rebuilt (the first operation after an outage may still report the
+//! outage).
+//!
+//! Client errors are converted in one place, `map_error`: failures to reach
+//! or keep talking to the server become [`Error::Connection`], error replies
+//! (a wrong password, a key of another type) become [`Error::Server`]. Both
+//! name the server as `host:port` and never carry credentials.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, Cmd, FromRedisValue, IntoConnectionInfo, RedisError, Script};
+use bytes::Bytes;
+
+use crate::clock::opt_ttl_millis;
+use crate::namespace::{redis_key, redis_pattern, redis_prefix};
+use crate::{Error, Result};
+
+#[cfg(feature = "redis")]
+mod redis_store;
+#[cfg(feature = "valkey")]
+mod valkey_store;
+
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "valkey")]
+pub use valkey_store::{ValkeyStore, ValkeyStoreBuilder};
+
+/// The root namespace segment of a store made by `connect(url)`: its keys
+/// are stored as `kvstores:…`.
+pub(crate) const DEFAULT_NAMESPACE: &str = "kvstores";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection policy: few, quick retries, so that an operation during an
+/// outage fails fast; the next operation starts a new round anyway.
+const RECONNECT_RETRIES: usize = 2;
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(100);
+/// Keys SCAN looks at per call in `delete_all`: large enough that a sweep
+/// takes few round trips, small enough that each call is short on the server.
+const SCAN_COUNT: usize = 1000;
+/// Redis refuses a deadline past `i64::MAX` milliseconds since the epoch;
+/// longer expiries are clamped to this, which no server clock will reach.
+const MAX_TTL_MILLIS: u64 = (i64::MAX / 2) as u64;
+
+/// `get` with `renew_for`: reads the key and, when it has an expiry
+/// (`PTTL` >= 0; -1 means none, -2 missing), moves it to ARGV[1] ms from now.
+static GET_AND_RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local value = redis.call('GET', KEYS[1])
+if value and redis.call('PTTL', KEYS[1]) >= 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return value",
+    )
+});
+
+/// The builder options both store types share.
+#[derive(Clone)]
+pub(crate) struct Options {
+    url: String,
+    namespace: Option<String>,
+    database: Option<i64>,
+    username: Option<String>,
+    password: Option<String>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Options {
+    pub(crate) fn new(url: &str) -> Self {
+        Options {
+            url: url.to_owned(),
+            namespace: Some(DEFAULT_NAMESPACE.to_owned()),
+            database: None,
+            username: None,
+            password: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
+
+    pub(crate) fn namespace(&mut self, namespace: Option<&str>) {
+        self.namespace = namespace.map(str::to_owned);
+    }
+    pub(crate) fn database(&mut self, database: i64) {
+        self.database = Some(database);
+    }
+    pub(crate) fn username(&mut self, username: &str) {
+        self.username = Some(username.to_owned());
+    }
+    pub(crate) fn password(&mut self, password: &str) {
+        self.password = Some(password.to_owned());
+    }
+    pub(crate) fn connect_timeout(&mut self, timeout: Duration) {
+        self.connect_timeout = timeout;
+    }
+    pub(crate) fn response_timeout(&mut self, timeout: Duration) {
+        self.response_timeout = timeout;
+    }
+
+    /// Connects and returns the root handle. `kind` ("Redis" or "Valkey")
+    /// only words error messages.
+    pub(crate) async fn connect(self, kind: &str) -> Result<Core> {
+        let scheme = self
+            .url
+            .split_once("://")
+            .map_or("", |(scheme, _)| scheme)
+            .to_ascii_lowercase();
+        match scheme.as_str() {
+            "redis" | "valkey" | "unix" | "redis+unix" | "valkey+unix" => {}
+            "rediss" | "valkeys" => {
+                return Err(Error::invalid_argument(format!(
+                    "{scheme}:// (TLS) URLs are not supported: this build of kvstores has no \
+                     TLS support; connect with redis:// or valkey:// over a trusted network"
+                )));
+            }
+            _ => {
+                return Err(Error::invalid_argument(format!(
+                    "not a {kind} URL: expected redis://, valkey:// or unix://, \
+                     e.g. {kind_url}",
+                    kind_url = if kind == "Valkey" {
+                        "valkey://127.0.0.1:6379"
+                    } else {
+                        "redis://127.0.0.1:6379"
+                    }
+                )));
+            }
+        }
+        let info = self.url.as_str().into_connection_info().map_err(|err| {
+            Error::invalid_argument(self.scrub(format!("invalid {kind} URL: {err}")))
+        })?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(database) = self.database {
+            settings = settings.set_db(database);
+        }
+        if let Some(username) = &self.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &self.password {
+            settings = settings.set_password(password);
+        }
+        let info = info.set_redis_settings(settings);
+        let server = info.addr().to_string();
+        let client = Client::open(info).map_err(|err| {
+            Error::invalid_argument(self.scrub(format!("invalid {kind} URL: {err}")))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let connected = async {
+            let mut connection = ConnectionManager::new_with_config(client, config).await?;
+            // The handshake only authenticates when given credentials; a PING
+            // makes a server that wants a password say so now, not on the
+            // first operation.
+            ::redis::cmd("PING")
+                .query_async::<()>(&mut connection)
+                .await?;
+            Ok(connection)
+        };
+        let connection =
+            connected
+                .await
+                .map_err(|err| match map_error(&server, "connect", err) {
+                    // The redis crate does not echo credentials; scrubbing the
+                    // text anyway keeps that promise independent of its wording.
+                    Error::Connection {
+                        server,
+                        message,
+                        source,
+                    } => Error::Connection {
+                        server,
+                        message: self.scrub(message),
+                        source,
+                    },
+                    Error::Server {
+                        server,
+                        message,
+                        source,
+                    } => Error::Server {
+                        server,
+                        message: self.scrub(message),
+                        source,
+                    },
+                    other => other,
+                })?;
+        Ok(Core::new(connection, server, self.namespace.as_deref()))
+    }
+
+    /// Removes the configured password from `text`, should it appear there.
+    fn scrub(&self, text: String) -> String {
+        match self.password.as_deref().filter(|p| !p.is_empty()) {
+            Some(password) if text.contains(password) => text.replace(password, "<redacted>"),
+            _ => text,
+        }
+    }
+
+    /// `host:port` of the URL, for `Debug`; never the URL itself, which may
+    /// hold a password.
+    fn server(&self) -> String {
+        match self.url.as_str().into_connection_info() {
+            Ok(info) => info.addr().to_string(),
+            Err(_) => "<invalid URL>".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("server", &self.server())
+            .field("namespace", &self.namespace)
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
+
+/// What every handle derived from one root store shares.
+struct Shared {
+    connection: ConnectionManager,
+    /// `host:port` (or a socket path): names the server in errors and
+    /// `Debug`; never holds credentials.
+    server: String,
+}
+
+/// One namespace of one server connection: the implementation behind both
+/// public store types. Cloning it clones two `Arc`s.
+#[derive(Clone)]
+pub(crate) struct Core {
+    shared: Arc<Shared>,
+    path: Arc<[String]>,
+    /// `redis_prefix(path)`; `None` (raw keys) only for a root store built
+    /// with `namespace(None)`.
+    prefix: Option<Arc<str>>,
+}
+
+impl Core {
+    pub(crate) fn new(connection: ConnectionManager, server: String, root: Option<&str>) -> Self {
+        let path: Arc<[String]> = root.map(str::to_owned).into_iter().collect();
+        Core {
+            prefix: redis_prefix(&path).map(Arc::from),
+            shared: Arc::new(Shared { connection, server }),
+            path,
+        }
+    }
+
+    pub(crate) fn with_namespace(&self, name: &str) -> Self {
+        let path: Arc<[String]> = self
+            .path
+            .iter()
+            .cloned()
+            .chain(std::iter::once(name.to_owned()))
+            .collect();
+        Core {
+            shared: self.shared.clone(),
+            prefix: redis_prefix(&path).map(Arc::from),
+            path,
+        }
+    }
+
+    pub(crate) fn namespace(&self) -> &[String] {
+        &self.path
+    }
+
+    pub(crate) fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("server", &self.shared.server)
+            .field("namespace", &self.path)
+            .finish_non_exhaustive()
+    }
+
+    fn key(&self, key: &str) -> String {
+        redis_key(self.prefix.as_deref(), key)
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd, action: &str) -> Result<T> {
+        // A clone of the manager is a handle on the same connection.
+        let mut connection = self.shared.connection.clone();
+        cmd.query_async(&mut connection)
+            .await
+            .map_err(|err| map_error(&self.shared.server, action, err))
+    }
+
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        expires_in: Option<Duration>,
+    ) -> Result<()> {
+        let ttl = opt_ttl_millis(expires_in, "expires_in")?;
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value);
+        if let Some(ms) = ttl {
+            cmd.arg("PX").arg(ms.min(MAX_TTL_MILLIS));
+        }
+        self.query(&cmd, "SET").await
+    }
+
+    pub(crate) async fn set_keep_ttl(&self, key: &str, value: &[u8]) -> Result<()> {
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("KEEPTTL");
+        self.query(&cmd, "SET KEEPTTL").await
+    }
+
+    pub(crate) async fn get(
+        &self,
+        key: &str,
+        renew_for: Option<Duration>,
+    ) -> Result<Option<Bytes>> {
+        let renew = opt_ttl_millis(renew_for, "renew_for")?;
+        let key = self.key(key);
+        let value: Option<Vec<u8>> = match renew {
+            None => self.query(::redis::cmd("GET").arg(&key), "GET").await?,
+            Some(ms) => {
+                let mut connection = self.shared.connection.clone();
+                GET_AND_RENEW
+                    .key(&key)
+                    .arg(ms.min(MAX_TTL_MILLIS))
+                    .invoke_async(&mut connection)
+                    .await
+                    .map_err(|err| map_error(&self.shared.server, "GET with renewal", err))?
+            }
+        };
+        // Vec -> Bytes takes over the allocation: no copy.
+        Ok(value.map(Bytes::from))
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        self.query(::redis::cmd("UNLINK").arg(self.key(key)), "UNLINK")
+            .await
+    }
+
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
+        self.query(::redis::cmd("EXISTS").arg(self.key(key)), "EXISTS")
+            .await
+    }
+
+    pub(crate) async fn expires_in(&self, key: &str) -> Result<Option<Duration>> {
+        let ms: i64 = self
+            .query(::redis::cmd("PTTL").arg(self.key(key)), "PTTL")
+            .await?;
+        Ok(match ms {
+            // -2: no such key; -1: no expiry.
+            ..0 => None,
+            // Live with less than a millisecond left: report the one
+            // millisecond it is rounded up to, as the contract wants > 0.
+            0 => Some(Duration::from_millis(1)),
+            ms => Some(Duration::from_millis(ms.unsigned_abs())),
+        })
+    }
+
+    pub(crate) async fn delete_all(&self) -> Result<()> {
+        // Without a prefix this store's keys cannot be told from anyone
+        // else's on the server.
+        let Some(prefix) = &self.prefix else {
+            return Err(Error::NamespaceRequired);
+        };
+        let pattern = redis_pattern(prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .query(
+                    ::redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT),
+                    "SCAN",
+                )
+                .await?;
+            if !keys.is_empty() {
+                self.query::<()>(::redis::cmd("UNLINK").arg(&keys), "UNLINK")
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// The one place client errors become [`Error`]s.
+///
+/// Failing to reach the server, a broken connection and a timeout are
+/// [`Error::Connection`]; everything the server answered (an error reply,
+/// a rejected password, an unexpected reply type) is [`Error::Server`].
+/// `server` is `host:port`; the client's error texts carry no credentials.
+pub(crate) fn map_error(server: &str, action: &str, err: RedisError) -> Error {
+    let message = format!("{action} failed: {err}");
+    let server = server.to_owned();
+    if err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+    {
+        Error::Connection {
+            server,
+            message,
+            source: Some(Box::new(err)),
+        }
+    } else {
+        Error::Server {
+            server,
+            message,
+            source: Some(Box::new(err)),
+        }
+    }
+}
+
+/// Implements `Store` and `NamespacedStore` for a public type whose only
+/// field is `core: Core`, by forwarding.
+macro_rules! forward_to_core {
+    ($store:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            async fn set(
+                &self,
+                key: &str,
+                value: bytes::Bytes,
+                expires_in: Option<std::time::Duration>,
+            ) -> $crate::Result<()> {
+                self.core.set(key, &value, expires_in).await
+            }
+            async fn get(
+                &self,
+                key: &str,
+                renew_for: Option<std::time::Duration>,
+            ) -> $crate::Result<Option<bytes::Bytes>> {
+                self.core.get(key, renew_for).await
+            }
+            async fn delete(&self, key: &str) -> $crate::Result<()> {
+                self.core.delete(key).await
+            }
+            async fn delete_all(&self) -> $crate::Result<()> {
+                self.core.delete_all().await
+            }
+            async fn exists(&self, key: &str) -> $crate::Result<bool> {
+                self.core.exists(key).await
+            }
+            async fn expires_in(&self, key: &str) -> $crate::Result<Option<std::time::Duration>> {
+                self.core.expires_in(key).await
+            }
+        }
+
+        impl $crate::NamespacedStore for $store {
+            fn with_namespace(&self, namespace: &str) -> Self {
+                $store {
+                    core: self.core.with_namespace(namespace),
+                }
+            }
+        }
+
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.core.debug(stringify!($store), f)
+            }
+        }
+    };
+}
+pub(crate) use forward_to_core;
