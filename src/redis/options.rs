@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, IntoConnectionInfo};
+use ::redis::{Client, ConnectionAddr, IntoConnectionInfo};
 
 use super::{
     Core, DEFAULT_CONNECT_TIMEOUT, DEFAULT_NAMESPACE, DEFAULT_RESPONSE_TIMEOUT,
@@ -98,7 +98,7 @@ impl Options {
             settings = settings.set_password(password);
         }
         let info = info.set_redis_settings(settings);
-        let server = info.addr().to_string();
+        let server = server_name(info.addr());
         let client = Client::open(info).map_err(|err| {
             Error::invalid_argument(self.scrub(format!("invalid {kind} URL: {err}")))
         })?;
@@ -163,7 +163,7 @@ impl Options {
     /// hold a password.
     fn server(&self) -> String {
         match self.url.as_str().into_connection_info() {
-            Ok(info) => info.addr().to_string(),
+            Ok(info) => server_name(info.addr()),
             Err(_) => "<invalid URL>".to_owned(),
         }
     }
@@ -183,6 +183,19 @@ impl fmt::Debug for Options {
     }
 }
 
+/// `host:port` (`[v6]:port` for an IPv6 address) or a socket path: how
+/// errors and `Debug` name a server.
+fn server_name(addr: &ConnectionAddr) -> String {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. }
+            if host.contains(':') =>
+        {
+            format!("[{host}]:{port}")
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +211,9 @@ mod tests {
         );
         assert!(!shown.contains("in-the-url"), "{shown}");
         assert!(!shown.contains("set-by-option"), "{shown}");
+
+        let v6 = format!("{:?}", Options::new("redis://[::1]:6390"));
+        assert!(v6.contains(r#"server: "[::1]:6390""#), "{v6}");
 
         let unparsable = format!("{:?}", Options::new("redis://:secret@[::1"));
         assert!(unparsable.contains("<invalid URL>"), "{unparsable}");
