@@ -172,7 +172,26 @@ impl ValkeyStore {
 
 /// Options for a [`ValkeyStore`], from [`ValkeyStore::builder`].
 ///
-/// `Debug` shows the server but never the URL or the password.
+/// Every option has a default, so only what differs needs setting. Options
+/// given here override the same ones in the URL. `Debug` shows the server
+/// but never the URL or the password.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kvstores::{ValkeyStore, ValkeyStoreBuilder};
+///
+/// # async fn example() -> kvstores::Result<()> {
+/// let builder: ValkeyStoreBuilder = ValkeyStore::builder("valkey://10.0.0.5:6379")
+///     .namespace(Some("sessions"))
+///     .username("app")
+///     .password("s3cret")
+///     .connect_timeout(Duration::from_millis(500));
+/// println!("{builder:?}"); // no password in here
+/// let store = builder.connect().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ValkeyStoreBuilder {
     options: Options,
