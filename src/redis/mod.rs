@@ -39,13 +39,14 @@
 //! Each connection attempt gives up after the connect timeout (default
 //! 1 s) and each command after the response timeout (default 2 s); a failed
 //! attempt is retried twice with a short backoff (50 ms, then up to 100 ms).
-//! An operation made while the server is down therefore fails with
-//! [`Error::Connection`] after at most about three connect timeouts plus one
-//! response timeout, never hangs. When a command finds the connection broken,
-//! the connection manager starts reconnecting in the background; once the
-//! server is back on the same address the same store works again, without
-//! being rebuilt (the first operation after an outage may still report the
-//! outage).
+//! When a command finds the connection broken, the connection manager starts
+//! reconnecting and the command is tried once more on the new connection
+//! (`connection_lost` says why that is safe). So once the server is back on
+//! the same address the same store works again, on its first operation and
+//! without being rebuilt; and an operation made while the server is down
+//! fails with [`Error::Connection`] after at most two rounds of three
+//! connection attempts (with a local server that refuses at once, about half
+//! a second), never hangs.
 //!
 //! Client errors are converted in one place, `map_error`: failures to reach
 //! or keep talking to the server become [`Error::Connection`], error replies
@@ -167,9 +168,11 @@ impl Core {
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd, action: &str) -> Result<T> {
         // A clone of the manager is a handle on the same connection.
         let mut connection = self.shared.connection.clone();
-        cmd.query_async(&mut connection)
-            .await
-            .map_err(|err| map_error(&self.shared.server, action, err))
+        let mut result = cmd.query_async(&mut connection).await;
+        if connection_lost(&result) {
+            result = cmd.query_async(&mut connection).await;
+        }
+        result.map_err(|err| map_error(&self.shared.server, action, err))
     }
 
     pub(crate) async fn set(
@@ -204,12 +207,13 @@ impl Core {
             None => self.query(::redis::cmd("GET").arg(&key), "GET").await?,
             Some(ms) => {
                 let mut connection = self.shared.connection.clone();
-                GET_AND_RENEW
-                    .key(&key)
-                    .arg(ms.min(MAX_TTL_MILLIS))
-                    .invoke_async(&mut connection)
-                    .await
-                    .map_err(|err| map_error(&self.shared.server, "GET with renewal", err))?
+                let mut invocation = GET_AND_RENEW.key(&key);
+                invocation.arg(ms.min(MAX_TTL_MILLIS));
+                let mut result = invocation.invoke_async(&mut connection).await;
+                if connection_lost(&result) {
+                    result = invocation.invoke_async(&mut connection).await;
+                }
+                result.map_err(|err| map_error(&self.shared.server, "GET with renewal", err))?
             }
         };
         // Vec -> Bytes takes over the allocation: no copy.
@@ -270,6 +274,22 @@ impl Core {
             cursor = next;
         }
     }
+}
+
+/// Whether a command failed because the connection was lost or could not
+/// be made, rather than on the server or by timing out.
+///
+/// Such a command is tried once more. The manager has already started
+/// reconnecting, so the second try waits for the new connection: a store
+/// whose server restarted while it was idle, or came back after an outage,
+/// succeeds on its first operation instead of reporting an outage that is
+/// over. Every command here can safely run twice (the same SET, a read, an
+/// UNLINK, a renewal to the same deadline). Timeouts are not retried: that
+/// would double the wait.
+fn connection_lost<T>(result: &::redis::RedisResult<T>) -> bool {
+    result
+        .as_ref()
+        .is_err_and(|err| err.is_connection_dropped() || err.is_connection_refusal())
 }
 
 /// The one place client errors become [`Error`]s.
