@@ -32,7 +32,9 @@
 //! the whole sweep is deleted (SCAN's guarantee). A key written while the
 //! sweep runs may survive it or not, depending on whether the cursor has
 //! already passed its slot; a key written after `delete_all` returns always
-//! survives. Readers can observe the namespace half-deleted while it runs.
+//! survives. Readers can observe the namespace half-deleted while it runs,
+//! and a sweep that fails midway (the connection breaks) leaves what it
+//! already unlinked deleted; calling `delete_all` again finishes the job.
 //!
 //! # Connections, failures and reconnection
 //!
@@ -283,9 +285,11 @@ impl Core {
 /// reconnecting, so the second try waits for the new connection: a store
 /// whose server restarted while it was idle, or came back after an outage,
 /// succeeds on its first operation instead of reporting an outage that is
-/// over. Every command here can safely run twice (the same SET, a read, an
-/// UNLINK, a renewal to the same deadline). Timeouts are not retried: that
-/// would double the wait.
+/// over. Every command here may run twice: running it again (a read, the
+/// same SET, an UNLINK, a renewal a moment later) leaves what running it
+/// once would, except that a write by another client in between can be
+/// overwritten — the same race as if the command had been sent a moment
+/// later. Timeouts are not retried: that would double the wait.
 fn connection_lost<T>(result: &::redis::RedisResult<T>) -> bool {
     result
         .as_ref()
