@@ -51,6 +51,8 @@
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
 //! - `registry` — [`StoreRegistry`], named stores from a default factory.
 //! - `memory` — [`MemoryStore`], sharded maps in a tree of namespaces.
+//! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
+//!   multiplexed, reconnecting connection per root store.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
@@ -58,11 +60,19 @@ mod error;
 #[cfg(feature = "memory")]
 mod memory;
 pub mod namespace;
+#[cfg(any(feature = "redis", feature = "valkey"))]
+mod redis;
 mod registry;
 mod store;
 
 pub use bytes::Bytes;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "valkey")]
+#[cfg_attr(docsrs, doc(cfg(feature = "valkey")))]
+pub use self::redis::{ValkeyStore, ValkeyStoreBuilder};
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 #[cfg(feature = "memory")]
