@@ -73,6 +73,18 @@ pub use self::redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "valkey")]
 #[cfg_attr(docsrs, doc(cfg(feature = "valkey")))]
 pub use self::redis::{ValkeyStore, ValkeyStoreBuilder};
+
+/// The generic type behind [`RedisStore`] and [`ValkeyStore`], and the
+/// markers of the server kinds. Most code names the aliases instead.
+#[cfg(any(feature = "redis", feature = "valkey"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "valkey"))))]
+pub mod server {
+    #[cfg(feature = "redis")]
+    pub use crate::redis::Redis;
+    #[cfg(feature = "valkey")]
+    pub use crate::redis::Valkey;
+    pub use crate::redis::{ServerKind, ServerStore, ServerStoreBuilder};
+}
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 #[cfg(feature = "memory")]

@@ -1,5 +1,5 @@
 //! `RedisStore` and `ValkeyStore`: one implementation on a Redis or
-//! Valkey server, behind two thin types.
+//! Valkey server, behind one generic type (`store.rs`).
 //!
 //! # Design
 //!
@@ -68,17 +68,13 @@ use crate::namespace::{redis_key, redis_pattern, redis_prefix};
 use crate::{Error, Result};
 
 mod options;
-#[cfg(feature = "redis")]
-mod redis_store;
-#[cfg(feature = "valkey")]
-mod valkey_store;
+mod store;
 
 #[cfg(feature = "redis")]
-pub use redis_store::{RedisStore, RedisStoreBuilder};
+pub use store::{Redis, RedisStore, RedisStoreBuilder};
+pub use store::{ServerKind, ServerStore, ServerStoreBuilder};
 #[cfg(feature = "valkey")]
-pub use valkey_store::{ValkeyStore, ValkeyStoreBuilder};
-
-use options::Options;
+pub use store::{Valkey, ValkeyStore, ValkeyStoreBuilder};
 
 /// The root namespace segment of a store made by `connect(url)`: its keys
 /// are stored as `kvstores:…`.
@@ -323,58 +319,6 @@ pub(crate) fn map_error(server: &str, action: &str, err: RedisError) -> Error {
         }
     }
 }
-
-/// Implements `Store` and `NamespacedStore` for a public type whose only
-/// field is `core: Core`, by forwarding.
-macro_rules! forward_to_core {
-    ($store:ident) => {
-        #[async_trait::async_trait]
-        impl $crate::Store for $store {
-            async fn set(
-                &self,
-                key: &str,
-                value: bytes::Bytes,
-                expires_in: Option<std::time::Duration>,
-            ) -> $crate::Result<()> {
-                self.core.set(key, &value, expires_in).await
-            }
-            async fn get(
-                &self,
-                key: &str,
-                renew_for: Option<std::time::Duration>,
-            ) -> $crate::Result<Option<bytes::Bytes>> {
-                self.core.get(key, renew_for).await
-            }
-            async fn delete(&self, key: &str) -> $crate::Result<()> {
-                self.core.delete(key).await
-            }
-            async fn delete_all(&self) -> $crate::Result<()> {
-                self.core.delete_all().await
-            }
-            async fn exists(&self, key: &str) -> $crate::Result<bool> {
-                self.core.exists(key).await
-            }
-            async fn expires_in(&self, key: &str) -> $crate::Result<Option<std::time::Duration>> {
-                self.core.expires_in(key).await
-            }
-        }
-
-        impl $crate::NamespacedStore for $store {
-            fn with_namespace(&self, namespace: &str) -> Self {
-                $store {
-                    core: self.core.with_namespace(namespace),
-                }
-            }
-        }
-
-        impl std::fmt::Debug for $store {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                self.core.debug(stringify!($store), f)
-            }
-        }
-    };
-}
-pub(crate) use forward_to_core;
 
 #[cfg(test)]
 mod tests {

@@ -57,8 +57,8 @@ impl Options {
     }
 
     /// Connects and returns the root handle. `kind` ("Redis" or "Valkey")
-    /// only words error messages.
-    pub(crate) async fn connect(self, kind: &str) -> Result<Core> {
+    /// and its `example_url` only word error messages.
+    pub(crate) async fn connect(self, kind: &str, example_url: &str) -> Result<Core> {
         let scheme = self
             .url
             .split_once("://")
@@ -75,12 +75,7 @@ impl Options {
             _ => {
                 return Err(Error::invalid_argument(format!(
                     "not a {kind} URL: expected redis://, valkey:// or unix://, \
-                     e.g. {kind_url}",
-                    kind_url = if kind == "Valkey" {
-                        "valkey://127.0.0.1:6379"
-                    } else {
-                        "redis://127.0.0.1:6379"
-                    }
+                     e.g. {example_url}"
                 )));
             }
         }
@@ -234,11 +229,15 @@ mod tests {
     #[tokio::test]
     async fn tls_and_other_schemes_are_refused_before_connecting() {
         for url in ["rediss://127.0.0.1", "valkeys://127.0.0.1"] {
-            let err = Options::new(url).connect("Redis").await.err().unwrap();
+            let err = Options::new(url)
+                .connect("Redis", "redis://127.0.0.1:6379")
+                .await
+                .err()
+                .unwrap();
             assert!(err.to_string().contains("TLS"), "{err}");
         }
         let err = Options::new("http://127.0.0.1")
-            .connect("Valkey")
+            .connect("Valkey", "valkey://127.0.0.1:6379")
             .await
             .err()
             .unwrap();
