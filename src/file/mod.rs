@@ -1,0 +1,645 @@
+//! [`FileStore`]: every namespace in one redb database file.
+//!
+//! # Design
+//!
+//! - `tables` — the persisted layout (an entries table and an expiry index
+//!   ordered by time, format version 1) and every read and write on it.
+//! - `writer` — group commit: one thread per database applies all writes
+//!   waiting at the moment in one transaction, then replies to each caller.
+//! - `open` — path checks, the read-only probe that refuses a foreign file
+//!   without touching it, and the process-wide table of open databases.
+//!
+//! Nothing here runs redb on an async worker thread: writes go to the writer
+//! thread, reads to tokio's blocking pool (`spawn_blocking`), so a store
+//! needs a tokio runtime.
+//!
+//! Concurrency modes, durability and what a crash or a clock jump does are
+//! documented on [`FileStore`], where users read them.
+
+mod open;
+mod tables;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redb::ReadableDatabase;
+
+use crate::clock::{Clock, opt_ttl_millis, ttl_millis};
+use crate::namespace::{table_key, table_prefix};
+use crate::{Error, NamespacedStore, Result, Store};
+use open::Options;
+use tables::DbResult;
+use writer::{Done, Op, Writer};
+
+/// A persistent store in one redb database file: survives restarts and
+/// crashes, and can be shared by several processes at once.
+///
+/// Cloning is cheap: clones share the open database. Opening a path that is
+/// already open in this process gives a handle on the same database, and
+/// other processes that open the same file see every write.
+///
+/// # Durability
+///
+/// By default a write's future completes only after the redb commit holding
+/// it is durable ([`Durability::Immediate`](redb::Durability), an fsync):
+/// an acknowledged write survives a crash of the process or of the machine.
+/// Writers that are waiting at the same moment share one transaction and one
+/// fsync (group commit), so many concurrent writers cost little more than
+/// one. [`FileStoreBuilder::durability`] with
+/// [`FileDurability::Periodic`] trades that for speed; it documents exactly
+/// what a crash can lose.
+///
+/// # Sharing between processes
+///
+/// By default the file is opened in redb's multi-writer mode: any number of
+/// processes open it and each sees the others' writes (one write
+/// transaction runs at a time, across all of them). Each commit then takes
+/// two fsyncs and each transaction a file lock. With
+/// [`FileStoreBuilder::exclusive`] this process alone may open the file
+/// (another one gets [`Error::InUse`]), commits take one fsync, and
+/// [`FileDurability::Periodic`] becomes available.
+///
+/// # Expiry and the clock
+///
+/// Expiry is persisted as wall-clock time (milliseconds since the Unix
+/// epoch), so it means the same after a restart and in another process. If
+/// the system clock jumps forward, entries expire early by that much; if it
+/// jumps back, they live longer by that much, and
+/// [`expires_in`](Store::expires_in) may report more than was set. An
+/// expired entry is never returned, by any method, whether or not it has
+/// been removed yet; [`delete_expired`](FileStore::delete_expired) removes
+/// them, and reads only the expired part of the expiry index to find them.
+///
+/// # Crashes
+///
+/// redb's commits are atomic: a file left by a killed process or a power
+/// loss opens again, holding exactly the last commit made durable. Opening it
+/// repairs redb's bookkeeping first, which takes a moment on a large file.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use kvstores::{Bytes, FileStore, NamespacedStore, Store};
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("store.redb");
+/// let store = FileStore::open(&path)?;
+/// let sessions = store.with_namespace("sessions");
+/// sessions.set("abc", Bytes::from_static(b"{}"), Some(Duration::from_secs(3600))).await?;
+/// drop((store, sessions));
+///
+/// // Everything is still there after reopening the file.
+/// let sessions = FileStore::open(&path)?.with_namespace("sessions");
+/// assert_eq!(sessions.get("abc", None).await?, Some(Bytes::from_static(b"{}")));
+/// # kvstores::Result::Ok(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+    /// The namespace path, for `Debug` and `with_namespace`.
+    namespace: Arc<[String]>,
+    /// `table_prefix(namespace)`, computed once per handle.
+    prefix: Arc<[u8]>,
+    clock: Clock,
+}
+
+/// How durable an acknowledged write of a [`FileStore`] is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileDurability {
+    /// Every commit is durable before its writers' futures complete: an
+    /// acknowledged write survives a crash of the process or the machine.
+    /// The default.
+    #[default]
+    Immediate,
+    /// Commits are not synced to disk; a durable commit follows at most this
+    /// long after the first one that was not. Writes are visible to this
+    /// process at once. Needs [`FileStoreBuilder::exclusive`].
+    ///
+    /// A crash of the process or the machine loses the writes acknowledged
+    /// since the last durable commit, up to this interval's worth, and
+    /// nothing older; the file still opens, holding exactly the state of
+    /// that last durable commit. Dropping the last handle of the store makes
+    /// everything durable.
+    Periodic(Duration),
+}
+
+/// Options for a [`FileStore`], from [`FileStore::builder`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use kvstores::{FileDurability, FileStore};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = FileStore::builder(dir.path().join("cache/store.redb"))
+///     .create_directories(true)
+///     .exclusive(true)
+///     .durability(FileDurability::Periodic(Duration::from_secs(1)))
+///     .open()?;
+/// # kvstores::Result::Ok(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct FileStoreBuilder {
+    path: PathBuf,
+    create_directories: bool,
+    exclusive: bool,
+    durability: FileDurability,
+    clock: Clock,
+}
+
+impl FileStoreBuilder {
+    /// Creates the file's missing parent directories on open. Off by
+    /// default, so that a mistyped path is an error rather than a new tree.
+    pub fn create_directories(mut self, create: bool) -> Self {
+        self.create_directories = create;
+        self
+    }
+
+    /// Opens the file for this process alone: faster commits (one fsync
+    /// instead of two), and [`FileDurability::Periodic`] becomes available.
+    /// Another process opening the file gets [`Error::InUse`], and so does
+    /// this open if another process has the file open. Off by default.
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
+
+    /// How durable an acknowledged write is; [`FileDurability::Immediate`]
+    /// by default.
+    pub fn durability(mut self, durability: FileDurability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Uses `clock` for expiry instead of the system's wall clock, e.g. a
+    /// [`ManualClock`](crate::ManualClock) in tests. The clock belongs to the
+    /// handle: other handles on the same file keep their own.
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// Opens the database file, creating it if it does not exist.
+    ///
+    /// This is synchronous: opening a file left by a crash repairs it first,
+    /// which reads the whole file. In async code, call it from
+    /// `spawn_blocking` if that may take long.
+    ///
+    /// # Errors
+    ///
+    /// Every error names the path, and a file that is refused is left as it
+    /// was:
+    ///
+    /// - [`Error::Io`]: the path is a directory, its directory is missing
+    ///   (and `create_directories` is off), or permission is denied;
+    /// - [`Error::Database`]: the file is not a kvstores database (not redb
+    ///   at all, or another program's redb database), or redb failed;
+    /// - [`Error::InUse`]: another process has the file open and one of the
+    ///   two asked for [`exclusive`](Self::exclusive) access;
+    /// - [`Error::InvalidArgument`]: [`FileDurability::Periodic`] without
+    ///   exclusive mode, or the file is already open in this process with
+    ///   other options.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::{Error, FileStore};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let missing = dir.path().join("no/such/dir/store.redb");
+    /// assert!(matches!(FileStore::open(&missing), Err(Error::Io { .. })));
+    /// FileStore::builder(&missing).create_directories(true).open()?;
+    /// # kvstores::Result::Ok(())
+    /// ```
+    pub fn open(self) -> Result<FileStore> {
+        let options = Options {
+            exclusive: self.exclusive,
+            flush_every: match self.durability {
+                FileDurability::Immediate => None,
+                FileDurability::Periodic(every) => Some(every),
+            },
+        };
+        let inner = open::open(&self.path, self.create_directories, options)?;
+        Ok(FileStore {
+            inner,
+            namespace: Arc::from([]),
+            prefix: Arc::from([]),
+            clock: self.clock,
+        })
+    }
+}
+
+impl FileStore {
+    /// Opens the database file at `path` with the default options, creating
+    /// the file (not its directory) if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// As [`FileStoreBuilder::open`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::FileStore;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = FileStore::open(dir.path().join("store.redb"))?;
+    /// # kvstores::Result::Ok(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<FileStore> {
+        Self::builder(path).open()
+    }
+
+    /// Starts building a store on the file at `path`, with options.
+    pub fn builder(path: impl AsRef<Path>) -> FileStoreBuilder {
+        FileStoreBuilder {
+            path: path.as_ref().to_owned(),
+            create_directories: false,
+            exclusive: false,
+            durability: FileDurability::default(),
+            clock: Clock::system(),
+        }
+    }
+
+    /// The database file, as an absolute path.
+    pub fn path(&self) -> &Path {
+        &self.inner.db.path
+    }
+
+    /// The namespace path of this handle, from the root store down.
+    pub fn namespace(&self) -> &[String] {
+        &self.namespace
+    }
+
+    /// Removes every expired entry of this namespace and its descendants,
+    /// returning how many it removed, in one transaction.
+    ///
+    /// It reads only the expired part of the expiry index (of the whole
+    /// file, since the index is ordered by time), never the live entries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] if the commit fails; nothing is removed then.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kvstores::{Bytes, FileStore, ManualClock, Store};
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let clock = ManualClock::new();
+    /// let store = FileStore::builder(dir.path().join("store.redb")).clock(clock.clone()).open()?;
+    /// store.set("k", Bytes::new(), Some(Duration::from_secs(1))).await?;
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(store.delete_expired().await?, 1);
+    /// # kvstores::Result::Ok(()) }).unwrap();
+    /// ```
+    pub async fn delete_expired(&self) -> Result<usize> {
+        let op = Op::DeleteExpired {
+            prefix: self.prefix.to_vec(),
+            now: self.clock.unix_millis(),
+        };
+        match self.inner.writer().submit(op).await? {
+            Done::Count(n) => Ok(n),
+            _ => unreachable!("DeleteExpired replies with a count"),
+        }
+    }
+
+    /// Writes a consistent copy of the whole database (every namespace, not
+    /// only this handle's) to a new file at `path`, while writers go on.
+    ///
+    /// The copy is of one snapshot: it holds every write committed before the
+    /// call and none committed after. It is written next to `path` under a
+    /// temporary name and renamed into place once durable, so `path` either
+    /// does not exist or holds a complete database. The copy is also compact:
+    /// it has no free space.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if `path` already exists (it is never overwritten) or
+    /// cannot be written; [`Error::Database`] if reading or writing fails.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::{Bytes, FileStore, Store};
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = FileStore::open(dir.path().join("store.redb"))?;
+    /// store.set("k", Bytes::from_static(b"v"), None).await?;
+    /// store.backup_to(dir.path().join("backup.redb")).await?;
+    ///
+    /// let copy = FileStore::open(dir.path().join("backup.redb"))?;
+    /// assert!(copy.exists("k").await?);
+    /// # kvstores::Result::Ok(()) }).unwrap();
+    /// ```
+    pub async fn backup_to(&self, path: impl AsRef<Path>) -> Result<()> {
+        let dest = path.as_ref().to_owned();
+        let db = self.inner.db.clone();
+        blocking(move || backup(&db, &dest)).await
+    }
+
+    /// Returns the file's free space to the file system, after many entries
+    /// were deleted. Returns whether the file could shrink.
+    ///
+    /// redb reuses freed pages for new writes, but the file does not shrink
+    /// by itself. Compaction moves pages to the front and truncates the
+    /// file. It waits for this process's reads and writes in progress and
+    /// holds them back while it runs, which takes time proportional to the
+    /// file's size; in the default multi-process mode it also holds back the
+    /// other processes. An alternative that never blocks writers is
+    /// [`backup_to`](Self::backup_to), whose copy is compact, followed by
+    /// replacing the file while no process has it open.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] if redb cannot compact now, e.g. because another
+    /// process has a transaction in progress; nothing is lost then, and it
+    /// can be tried again.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::{Bytes, FileStore, Store};
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = FileStore::open(dir.path().join("store.redb"))?;
+    /// store.set("big", Bytes::from(vec![0u8; 1 << 20]), None).await?;
+    /// store.delete_all().await?;
+    /// store.compact().await?;
+    /// # kvstores::Result::Ok(()) }).unwrap();
+    /// ```
+    pub async fn compact(&self) -> Result<bool> {
+        let db = self.inner.db.clone();
+        blocking(move || {
+            let mut database = db.database.write().unwrap_or_else(PoisonError::into_inner);
+            let database = database.as_mut().ok_or_else(|| db.closed())?;
+            // redb compacts in passes; each returns whether it moved anything.
+            let mut shrunk = false;
+            while database
+                .compact()
+                .map_err(|e| db_error(&db.path, "compact", e))?
+            {
+                shrunk = true;
+            }
+            Ok(shrunk)
+        })
+        .await
+    }
+
+    async fn write(&self, op: Op) -> Result<Done> {
+        self.inner.writer().submit(op).await
+    }
+
+    /// Reads the entry of `key` in a read transaction on a blocking thread
+    /// and hands `f` its expiry and value, if it is there and live.
+    async fn read<R: Send + 'static>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<u64>, &[u8]) -> R + Send + 'static,
+    ) -> Result<Option<R>> {
+        let db = self.inner.db.clone();
+        let key = table_key(&self.prefix, key);
+        let now = self.clock.unix_millis();
+        blocking(move || {
+            db.with(|database| {
+                let txn = database.begin_read()?;
+                tables::read_entry(&txn, &key, |entry| {
+                    entry
+                        .filter(|&(at, _)| tables::is_live(at, now))
+                        .map(|(at, value)| f(at, value))
+                })
+            })
+            .map_err(|e| db_error(&db.path, "read", e))
+        })
+        .await
+    }
+}
+
+impl fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("path", &self.inner.db.path)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Store for FileStore {
+    async fn set(&self, key: &str, value: Bytes, expires_in: Option<Duration>) -> Result<()> {
+        let ttl = opt_ttl_millis(expires_in, "expires_in")?;
+        let expires_at = ttl.map(|ms| self.clock.unix_millis().saturating_add(ms));
+        let key = table_key(&self.prefix, key);
+        self.write(Op::Set {
+            key,
+            value,
+            expires_at,
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
+        let Some(renew_for) = renew_for else {
+            return self
+                .read(key, |_, value| Bytes::copy_from_slice(value))
+                .await;
+        };
+        let ms = ttl_millis(renew_for, "renew_for")?;
+        let now = self.clock.unix_millis();
+        let op = Op::Renew {
+            key: table_key(&self.prefix, key),
+            now,
+            expires_at: now.saturating_add(ms),
+        };
+        match self.write(op).await? {
+            Done::Value(value) => Ok(value),
+            _ => unreachable!("Renew replies with a value"),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let key = table_key(&self.prefix, key);
+        self.write(Op::Delete { key }).await.map(drop)
+    }
+
+    async fn delete_all(&self) -> Result<()> {
+        let prefix = self.prefix.to_vec();
+        self.write(Op::DeleteRange { prefix }).await.map(drop)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.read(key, |_, _| ()).await?.is_some())
+    }
+
+    async fn expires_in(&self, key: &str) -> Result<Option<Duration>> {
+        let now = self.clock.unix_millis();
+        let at = self.read(key, |at, _| at).await?.flatten();
+        // The read saw the entry live at its own (later or equal) reading of
+        // the clock, so `at > now` here.
+        Ok(at.map(|at| Duration::from_millis(at.saturating_sub(now).max(1))))
+    }
+}
+
+impl NamespacedStore for FileStore {
+    fn with_namespace(&self, namespace: &str) -> Self {
+        let mut path = self.namespace.to_vec();
+        path.push(namespace.to_owned());
+        FileStore {
+            inner: self.inner.clone(),
+            prefix: table_prefix(&path).into(),
+            namespace: path.into(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+/// One open database, shared by every handle on its file in this process.
+struct Inner {
+    db: Arc<Db>,
+    /// `Some` until dropped; taken first on drop so that the queued writes
+    /// are committed before the database closes.
+    writer: Option<Writer>,
+    options: Options,
+}
+
+impl Inner {
+    fn writer(&self) -> &Writer {
+        self.writer
+            .as_ref()
+            .expect("the writer lives as long as the Inner")
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Under the registry lock, so that an open of the same path waits
+        // until the file is closed instead of finding it still locked.
+        let mut open = open::registry();
+        drop(self.writer.take());
+        self.db.close();
+        if open
+            .get(&self.db.path)
+            .is_some_and(|w| w.strong_count() == 0)
+        {
+            open.remove(&self.db.path);
+        }
+    }
+}
+
+/// The redb database and its path. `None` once closed: a read that was
+/// still queued on the blocking pool when the last handle went gets an error
+/// rather than keeping the file open.
+struct Db {
+    path: PathBuf,
+    /// Read-locked by every transaction, write-locked by compaction and close
+    /// (redb needs `&mut Database` for both).
+    database: RwLock<Option<redb::Database>>,
+}
+
+impl Db {
+    fn new(path: PathBuf, database: redb::Database) -> Self {
+        Db {
+            path,
+            database: RwLock::new(Some(database)),
+        }
+    }
+
+    /// Runs `f` on the open database.
+    fn with<R>(&self, f: impl FnOnce(&redb::Database) -> DbResult<R>) -> DbResult<R> {
+        let database = self.database.read().unwrap_or_else(PoisonError::into_inner);
+        match database.as_ref() {
+            Some(database) => f(database),
+            None => Err(redb::Error::DatabaseClosed),
+        }
+    }
+
+    fn close(&self) {
+        let database = self
+            .database
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(database);
+    }
+
+    fn closed(&self) -> Error {
+        db_error(&self.path, "use", redb::Error::DatabaseClosed)
+    }
+}
+
+/// Turns a redb error into the crate's, naming the file and what was being
+/// done. The one place where redb's errors are mapped.
+fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Error>) -> Error {
+    let path = path.to_owned();
+    match e.into() {
+        redb::Error::DatabaseAlreadyOpen => Error::InUse { path },
+        redb::Error::Io(source) => Error::Io {
+            path,
+            action: doing,
+            source,
+        },
+        e => Error::Database {
+            path,
+            message: format!("{doing} failed: {e}"),
+            source: Some(Box::new(e)),
+        },
+    }
+}
+
+/// Runs `f` on tokio's blocking pool.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+fn backup(db: &Db, dest: &Path) -> Result<()> {
+    let io = |action, source| Error::Io {
+        path: dest.to_owned(),
+        action,
+        source,
+    };
+    if dest.exists() {
+        return Err(io(
+            "write a backup to",
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "it already exists"),
+        ));
+    }
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let result = (|| {
+        let _ = std::fs::remove_file(&partial);
+        let copy = redb::Database::builder()
+            .create(&partial)
+            .map_err(|e| db_error(&partial, "create a backup", e))?;
+        db.with(|database| {
+            let snapshot = database.begin_read()?;
+            tables::copy_all(&snapshot, &copy)
+        })
+        .map_err(|e| db_error(&partial, "write a backup", e))?;
+        copy.close()
+            .map_err(|e| db_error(&partial, "close the backup", e))?;
+        std::fs::rename(&partial, dest).map_err(|e| io("rename a finished backup to", e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
