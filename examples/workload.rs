@@ -1,0 +1,266 @@
+//! The standard workload of `BENCH.md`: every performance figure we publish
+//! comes from this runner, so it lines up with the same workload run against
+//! other systems.
+//!
+//! ```text
+//! cargo run --release --features full --example workload -- \
+//!     --backend memory|file|redis|valkey [--path FILE] [--url URL] \
+//!     [--ops 20000] [--value-size 100] [--concurrency 1,64] [--op set,get_hit,...]
+//! ```
+//!
+//! It prints one JSON object per line and operation:
+//!
+//! ```text
+//! {"system":"kvstores-memory","op":"get_hit","concurrency":64,"ops":20000,"value_size":100,"secs":0.0123,"ops_per_s":1626016.3}
+//! ```
+//!
+//! N = `--ops` distinct keys `key-{i}`. Concurrency C is C tokio tasks on a
+//! multi-threaded runtime sharing the N operations, each on its own clone of
+//! one store. Only the operations are timed; the store is emptied before
+//! each one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kvstores::{Bytes, MemoryStore, Store};
+
+const OPS: [&str; 7] = [
+    "set",
+    "set_ttl",
+    "get_hit",
+    "get_miss",
+    "get_renew",
+    "delete",
+    "delete_expired",
+];
+const TTL: Duration = Duration::from_secs(300);
+
+/// How a backend removes its expired entries, for the `delete_expired` op.
+type Purge<S> = fn(S) -> Pin<Box<dyn Future<Output = usize> + Send>>;
+
+struct Args {
+    backend: String,
+    path: Option<String>,
+    url: Option<String>,
+    ops: usize,
+    value_size: usize,
+    concurrency: Vec<usize>,
+    op: Vec<String>,
+    system_suffix: String,
+}
+
+fn usage() -> &'static str {
+    "usage: workload --backend memory|file|redis|valkey [--path FILE] [--url URL] \
+     [--ops 20000] [--value-size 100] [--concurrency 1,64] [--op set,get_hit,...] \
+     [--system-suffix -name]"
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        backend: String::new(),
+        path: None,
+        url: None,
+        ops: 20_000,
+        value_size: 100,
+        concurrency: vec![1, 64],
+        op: OPS.iter().map(|s| s.to_string()).collect(),
+        system_suffix: String::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--backend" => args.backend = value()?,
+            "--path" => args.path = Some(value()?),
+            "--url" => args.url = Some(value()?),
+            "--ops" => args.ops = value()?.parse().map_err(|e| format!("--ops: {e}"))?,
+            "--value-size" => {
+                args.value_size = value()?.parse().map_err(|e| format!("--value-size: {e}"))?
+            }
+            "--concurrency" => {
+                args.concurrency = value()?
+                    .split(',')
+                    .map(|c| c.trim().parse().map_err(|e| format!("--concurrency: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--op" => {
+                args.op = value()?.split(',').map(|s| s.trim().to_owned()).collect();
+                if let Some(bad) = args.op.iter().find(|op| !OPS.contains(&op.as_str())) {
+                    return Err(format!("unknown op {bad:?}; the ops are {}", OPS.join(",")));
+                }
+            }
+            "--system-suffix" => args.system_suffix = value()?,
+            "-h" | "--help" => return Err(usage().to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{}", usage())),
+        }
+    }
+    if args.concurrency.contains(&0) || args.ops == 0 {
+        return Err("--ops and --concurrency must be positive".to_owned());
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run_backend(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("workload: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_backend(args: &Args) -> Result<(), String> {
+    let system = format!("kvstores-{}{}", args.backend, args.system_suffix);
+    match args.backend.as_str() {
+        "memory" => {
+            let purge: Purge<MemoryStore> = |s| Box::pin(async move { s.delete_expired().await });
+            run(args, &system, MemoryStore::new(), Some(purge)).await
+        }
+        other => Err(format!(
+            "backend {other:?} is unknown or not compiled in (build with --features full)\n{}",
+            usage()
+        )),
+    }
+}
+
+async fn run<S: Store + Clone + 'static>(
+    args: &Args,
+    system: &str,
+    store: S,
+    purge: Option<Purge<S>>,
+) -> Result<(), String> {
+    let keys: Arc<[String]> = (0..args.ops).map(|i| format!("key-{i}")).collect();
+    let missing: Arc<[String]> = (0..args.ops).map(|i| format!("missing-{i}")).collect();
+    let values: Arc<[Bytes]> = random_values(args.ops, args.value_size).into();
+    for &concurrency in &args.concurrency {
+        for op in &args.op {
+            store.delete_all().await.map_err(|e| e.to_string())?;
+            let secs = match op.as_str() {
+                "delete_expired" => {
+                    let Some(purge) = purge else { continue };
+                    for (i, key) in keys.iter().enumerate() {
+                        let ttl = (i % 2 == 0).then_some(Duration::from_secs(1));
+                        store
+                            .set(key, values[i].clone(), ttl)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1100)).await;
+                    let start = Instant::now();
+                    let removed = purge(store.clone()).await;
+                    let secs = start.elapsed().as_secs_f64();
+                    if removed != args.ops.div_ceil(2) {
+                        return Err(format!(
+                            "delete_expired removed {removed}, expected {}",
+                            args.ops.div_ceil(2)
+                        ));
+                    }
+                    secs
+                }
+                op => {
+                    let ttl = match op {
+                        "get_hit" | "delete" => Some(None),
+                        "get_renew" => Some(Some(TTL)),
+                        _ => None,
+                    };
+                    if let Some(ttl) = ttl {
+                        for (key, value) in keys.iter().zip(values.iter()) {
+                            store
+                                .set(key, value.clone(), ttl)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
+                    }
+                    timed(&store, op, concurrency, &keys, &missing, &values).await?
+                }
+            };
+            println!(
+                "{{\"system\":\"{system}\",\"op\":\"{op}\",\"concurrency\":{concurrency},\"ops\":{},\"value_size\":{},\"secs\":{secs:.6},\"ops_per_s\":{:.1}}}",
+                args.ops,
+                args.value_size,
+                args.ops as f64 / secs
+            );
+        }
+    }
+    store.delete_all().await.map_err(|e| e.to_string())
+}
+
+/// Runs the N operations of `op` on `concurrency` tasks and returns the
+/// seconds they took, checking every answer so that a fast wrong store does
+/// not pass for a fast one.
+async fn timed<S: Store + Clone + 'static>(
+    store: &S,
+    op: &str,
+    concurrency: usize,
+    keys: &Arc<[String]>,
+    missing: &Arc<[String]>,
+    values: &Arc<[Bytes]>,
+) -> Result<f64, String> {
+    let op: &'static str = OPS.iter().find(|o| **o == op).expect("a known op");
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|task| {
+            let (store, keys, missing, values) =
+                (store.clone(), keys.clone(), missing.clone(), values.clone());
+            tokio::spawn(async move {
+                for i in (task..keys.len()).step_by(concurrency) {
+                    let key = &keys[i];
+                    let ok = match op {
+                        "set" => store.set(key, values[i].clone(), None).await.is_ok(),
+                        "set_ttl" => store.set(key, values[i].clone(), Some(TTL)).await.is_ok(),
+                        "get_hit" => store.get(key, None).await.is_ok_and(|v| v.is_some()),
+                        "get_miss" => store
+                            .get(&missing[i], None)
+                            .await
+                            .is_ok_and(|v| v.is_none()),
+                        "get_renew" => store.get(key, Some(TTL)).await.is_ok_and(|v| v.is_some()),
+                        "delete" => store.delete(key).await.is_ok(),
+                        _ => unreachable!(),
+                    };
+                    if !ok {
+                        return Err(format!("{op} of {key} failed"));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// `count` values of `size` pseudo-random bytes (xorshift: reproducible, and
+/// no dependency for something this small).
+fn random_values(count: usize, size: usize) -> Vec<Bytes> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    (0..count)
+        .map(|_| {
+            (0..size)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect::<Vec<u8>>()
+                .into()
+        })
+        .collect()
+}
