@@ -6,18 +6,23 @@
 //!   ordered by time, format version 1) and every read and write on it.
 //! - `writer` — group commit: one thread per database applies all writes
 //!   waiting at the moment in one transaction, then replies to each caller.
+//! - `reader` — the same for lookups: one read transaction per batch.
+//! - `worker` — the thread-and-channel plumbing the two share.
 //! - `open` — path checks, the read-only probe that refuses a foreign file
 //!   without touching it, and the process-wide table of open databases.
 //!
-//! Nothing here runs redb on an async worker thread: writes go to the writer
-//! thread, reads to tokio's blocking pool (`spawn_blocking`), so a store
-//! needs a tokio runtime.
+//! Nothing here runs redb on an async worker thread: lookups go to the
+//! reader thread, writes to the writer thread, and backup and compaction to
+//! tokio's blocking pool (`spawn_blocking`, so those two need a tokio
+//! runtime).
 //!
 //! Concurrency modes, durability and what a crash or a clock jump does are
 //! documented on [`FileStore`], where users read them.
 
 mod open;
+mod reader;
 mod tables;
+mod worker;
 mod writer;
 
 use std::fmt;
@@ -33,6 +38,7 @@ use crate::clock::{Clock, opt_ttl_millis, ttl_millis};
 use crate::namespace::{table_key, table_prefix};
 use crate::{Error, NamespacedStore, Result, Store};
 use open::Options;
+use reader::Reader;
 use tables::DbResult;
 use writer::{Done, Op, Writer};
 
@@ -404,28 +410,15 @@ impl FileStore {
         self.inner.writer().submit(op).await
     }
 
-    /// Reads the entry of `key` in a read transaction on a blocking thread
-    /// and hands `f` its expiry and value, if it is there and live.
-    async fn read<R: Send + 'static>(
-        &self,
-        key: &str,
-        f: impl FnOnce(Option<u64>, &[u8]) -> R + Send + 'static,
-    ) -> Result<Option<R>> {
-        let db = self.inner.db.clone();
-        let key = table_key(&self.prefix, key);
-        let now = self.clock.unix_millis();
-        blocking(move || {
-            db.with(|database| {
-                let txn = database.begin_read()?;
-                tables::read_entry(&txn, &key, |entry| {
-                    entry
-                        .filter(|&(at, _)| tables::is_live(at, now))
-                        .map(|(at, value)| f(at, value))
-                })
-            })
-            .map_err(|e| db_error(&db.path, "read", e))
-        })
-        .await
+    /// Looks `key` up on the reader thread: its expiry and, if `value`, its
+    /// value, when it is there and live.
+    async fn read(&self, key: &str, value: bool) -> Result<reader::Found> {
+        let lookup = reader::Lookup {
+            key: table_key(&self.prefix, key),
+            now: self.clock.unix_millis(),
+            value,
+        };
+        self.inner.reader().get(lookup).await
     }
 }
 
@@ -455,9 +448,7 @@ impl Store for FileStore {
 
     async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
         let Some(renew_for) = renew_for else {
-            return self
-                .read(key, |_, value| Bytes::copy_from_slice(value))
-                .await;
+            return Ok(self.read(key, true).await?.and_then(|(_, value)| value));
         };
         let ms = ttl_millis(renew_for, "renew_for")?;
         let now = self.clock.unix_millis();
@@ -483,12 +474,12 @@ impl Store for FileStore {
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.read(key, |_, _| ()).await?.is_some())
+        Ok(self.read(key, false).await?.is_some())
     }
 
     async fn expires_in(&self, key: &str) -> Result<Option<Duration>> {
         let now = self.clock.unix_millis();
-        let at = self.read(key, |at, _| at).await?.flatten();
+        let at = self.read(key, false).await?.and_then(|(at, _)| at);
         // The read saw the entry live at its own (later or equal) reading of
         // the clock, so `at > now` here.
         Ok(at.map(|at| Duration::from_millis(at.saturating_sub(now).max(1))))
@@ -514,6 +505,8 @@ struct Inner {
     /// `Some` until dropped; taken first on drop so that the queued writes
     /// are committed before the database closes.
     writer: Option<Writer>,
+    /// `Some` until dropped, like `writer`.
+    reader: Option<Reader>,
     options: Options,
 }
 
@@ -523,6 +516,12 @@ impl Inner {
             .as_ref()
             .expect("the writer lives as long as the Inner")
     }
+
+    fn reader(&self) -> &Reader {
+        self.reader
+            .as_ref()
+            .expect("the reader lives as long as the Inner")
+    }
 }
 
 impl Drop for Inner {
@@ -531,6 +530,7 @@ impl Drop for Inner {
         // until the file is closed instead of finding it still locked.
         let mut open = open::registry();
         drop(self.writer.take());
+        drop(self.reader.take());
         self.db.close();
         if open
             .get(&self.db.path)
@@ -598,6 +598,15 @@ fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Error>) -> Erro
             message: format!("{doing} failed: {e}"),
             source: Some(Box::new(e)),
         },
+    }
+}
+
+/// The error of a batch that failed as a whole, for each of its callers.
+fn batch_error(path: &Path, doing: &str, e: &Arc<redb::Error>) -> Error {
+    Error::Database {
+        path: path.to_owned(),
+        message: format!("{doing} failed: {e}"),
+        source: Some(Box::new(e.clone())),
     }
 }
 

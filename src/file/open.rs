@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use redb::{ConcurrencyMode, ReadableDatabase};
 
+use super::reader::Reader;
 use super::tables::{self, Format};
 use super::writer::Writer;
 use super::{Db, Inner, db_error};
@@ -72,9 +73,11 @@ pub(super) fn open(path: &Path, create_directories: bool, options: Options) -> R
     }
     let db = Arc::new(open_database(&canonical, options)?);
     let writer = Writer::start(db.clone(), options.flush_every)?;
+    let reader = Reader::start(db.clone())?;
     let inner = Arc::new(Inner {
         db,
         writer: Some(writer),
+        reader: Some(reader),
         options,
     });
     open.insert(canonical, Arc::downgrade(&inner));

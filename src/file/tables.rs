@@ -102,18 +102,6 @@ pub(super) fn is_live(expires_at: Option<u64>, now: u64) -> bool {
     expires_at.is_none_or(|at| now < at)
 }
 
-/// Looks `key` up in a read transaction and hands `f` its expiry and value,
-/// live or not, without copying the value.
-pub(super) fn read_entry<R>(
-    txn: &ReadTransaction,
-    key: &[u8],
-    f: impl FnOnce(Option<(Option<u64>, &[u8])>) -> R,
-) -> DbResult<R> {
-    let entries = txn.open_table(ENTRIES)?;
-    let entry = entries.get(key)?;
-    Ok(f(entry.as_ref().map(|e| e.value())))
-}
-
 /// Both tables, open in one write transaction; every method keeps the
 /// invariant in the module docs.
 pub(super) struct Tables<'txn> {

@@ -14,18 +14,16 @@
 //! boundary then falls naturally where the thread comes back for more, and
 //! redb's one-writer-at-a-time rule is kept without a lock.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redb::{Durability, StorageError};
-use tokio::sync::oneshot;
 
-use super::Db;
 use super::tables::Tables;
+use super::worker::{Reply, Worker, drain};
+use super::{Db, batch_error};
 use crate::{Error, Result};
 
 /// The most jobs one transaction holds, so that a flood of writers still
@@ -63,90 +61,41 @@ pub(super) enum Done {
     Count(usize),
 }
 
-struct Job {
+pub(super) struct Job {
     op: Op,
-    reply: oneshot::Sender<Result<Done>>,
+    reply: Reply<Done>,
 }
 
 /// The handle to a database's writer thread. Dropping it lets the thread
-/// finish the queued jobs, make everything durable and exit, and waits for
-/// that, so that the file is closed when the last store handle is gone.
-pub(super) struct Writer {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    thread: Option<JoinHandle<()>>,
-    path: PathBuf,
-}
+/// commit the queued jobs, make everything durable and exit, and waits for
+/// that, so that the file can be closed when the last store handle is gone.
+pub(super) struct Writer(Worker<Job>);
 
 impl Writer {
     /// Starts the writer thread of `db`. With `flush_every`, batches commit
     /// with [`Durability::None`] and a durable commit follows at most that
     /// long after the first non-durable one.
     pub(super) fn start(db: Arc<Db>, flush_every: Option<Duration>) -> Result<Writer> {
-        let (jobs, queue) = mpsc::channel();
         let path = db.path.clone();
-        let thread = std::thread::Builder::new()
-            .name("kvstores-file-writer".into())
-            .spawn(move || run(&db, &queue, flush_every))
-            .map_err(|source| Error::Io {
-                path: path.clone(),
-                action: "start the writer thread for",
-                source,
-            })?;
-        Ok(Writer {
-            jobs: Mutex::new(Some(jobs)),
-            thread: Some(thread),
-            path,
-        })
+        Worker::start("writer", path, move |queue| run(&db, &queue, flush_every)).map(Writer)
     }
 
     /// Queues `op` and waits for the commit that holds it.
     pub(super) async fn submit(&self, op: Op) -> Result<Done> {
-        let (reply, done) = oneshot::channel();
-        let sent = self
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(|jobs| jobs.send(Job { op, reply }).is_ok());
-        if !sent {
-            return Err(self.stopped());
-        }
-        done.await.unwrap_or_else(|_| Err(self.stopped()))
-    }
-
-    fn stopped(&self) -> Error {
-        Error::Database {
-            path: self.path.clone(),
-            message: "the writer thread has stopped (it panicked); reopen the store".into(),
-            source: None,
-        }
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = self.thread.take() {
-            // A panic on the writer thread has already failed its callers.
-            let _ = thread.join();
-        }
+        self.0.call(|reply| Job { op, reply }).await
     }
 }
 
 fn run(db: &Db, queue: &mpsc::Receiver<Job>, flush_every: Option<Duration>) {
     // When the oldest commit not yet durable must be made durable, if any.
     let mut flush_by: Option<Instant> = None;
-    let mut batch = Vec::new();
     loop {
         let first = match flush_by {
             None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(at) => queue.recv_timeout(at.saturating_duration_since(Instant::now())),
         };
-        match first {
-            Ok(job) => batch.push(job),
+        let mut batch = match first {
+            Ok(job) => drain(job, queue, MAX_BATCH),
             Err(RecvTimeoutError::Timeout) => {
                 flush(db);
                 flush_by = None;
@@ -158,13 +107,7 @@ fn run(db: &Db, queue: &mpsc::Receiver<Job>, flush_every: Option<Duration>) {
                 }
                 return;
             }
-        }
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        };
         let durable = match (flush_every, flush_by) {
             (None, _) => true,
             (Some(_), Some(at)) => Instant::now() >= at,
@@ -218,11 +161,8 @@ fn commit_batch(db: &Db, batch: &mut Vec<Job>, durable: bool) {
         Err(e) => {
             let e = Arc::new(e);
             for job in batch.drain(..) {
-                let _ = job.reply.send(Err(Error::Database {
-                    path: db.path.clone(),
-                    message: format!("commit failed, nothing of it was written: {e}"),
-                    source: Some(Box::new(e.clone())),
-                }));
+                let doing = "commit (nothing of it was written)";
+                let _ = job.reply.send(Err(batch_error(&db.path, doing, &e)));
             }
         }
     }
