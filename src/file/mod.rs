@@ -104,7 +104,7 @@ use writer::{Done, Op, Writer};
 /// // Everything is still there after reopening the file.
 /// let sessions = FileStore::open(&path)?.with_namespace("sessions");
 /// assert_eq!(sessions.get("abc", None).await?, Some(Bytes::from_static(b"{}")));
-/// # kvstores::Result::Ok(()) }).unwrap();
+/// # Ok::<_, kvstores::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct FileStore {
@@ -151,7 +151,7 @@ pub enum FileDurability {
 ///     .exclusive(true)
 ///     .durability(FileDurability::Periodic(Duration::from_secs(1)))
 ///     .open()?;
-/// # kvstores::Result::Ok(())
+/// # Ok::<_, kvstores::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct FileStoreBuilder {
@@ -224,7 +224,7 @@ impl FileStoreBuilder {
     /// let missing = dir.path().join("no/such/dir/store.redb");
     /// assert!(matches!(FileStore::open(&missing), Err(Error::Io { .. })));
     /// FileStore::builder(&missing).create_directories(true).open()?;
-    /// # kvstores::Result::Ok(())
+    /// # Ok::<_, kvstores::Error>(())
     /// ```
     pub fn open(self) -> Result<FileStore> {
         let options = Options {
@@ -259,7 +259,7 @@ impl FileStore {
     ///
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = FileStore::open(dir.path().join("store.redb"))?;
-    /// # kvstores::Result::Ok(())
+    /// # Ok::<_, kvstores::Error>(())
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<FileStore> {
         Self::builder(path).open()
@@ -309,7 +309,7 @@ impl FileStore {
     /// store.set("k", Bytes::new(), Some(Duration::from_secs(1))).await?;
     /// clock.advance(Duration::from_secs(1));
     /// assert_eq!(store.delete_expired().await?, 1);
-    /// # kvstores::Result::Ok(()) }).unwrap();
+    /// # Ok::<_, kvstores::Error>(()) }).unwrap();
     /// ```
     pub async fn delete_expired(&self) -> Result<usize> {
         let op = Op::DeleteExpired {
@@ -349,7 +349,7 @@ impl FileStore {
     ///
     /// let copy = FileStore::open(dir.path().join("backup.redb"))?;
     /// assert!(copy.exists("k").await?);
-    /// # kvstores::Result::Ok(()) }).unwrap();
+    /// # Ok::<_, kvstores::Error>(()) }).unwrap();
     /// ```
     pub async fn backup_to(&self, path: impl AsRef<Path>) -> Result<()> {
         let dest = path.as_ref().to_owned();
@@ -386,7 +386,7 @@ impl FileStore {
     /// store.set("big", Bytes::from(vec![0u8; 1 << 20]), None).await?;
     /// store.delete_all().await?;
     /// store.compact().await?;
-    /// # kvstores::Result::Ok(()) }).unwrap();
+    /// # Ok::<_, kvstores::Error>(()) }).unwrap();
     /// ```
     pub async fn compact(&self) -> Result<bool> {
         let db = self.inner.db.clone();
