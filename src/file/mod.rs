@@ -47,7 +47,9 @@ use writer::{Done, Op, Writer};
 ///
 /// Cloning is cheap: clones share the open database. Opening a path that is
 /// already open in this process gives a handle on the same database, and
-/// other processes that open the same file see every write.
+/// other processes that open the same file see every write. Dropping the
+/// last handle of a database waits for its queued writes to commit, makes
+/// them durable and closes the file.
 ///
 /// # Durability
 ///
@@ -208,7 +210,9 @@ impl FileStoreBuilder {
     /// - [`Error::Io`]: the path is a directory, its directory is missing
     ///   (and `create_directories` is off), or permission is denied;
     /// - [`Error::Database`]: the file is not a kvstores database (not redb
-    ///   at all, or another program's redb database), or redb failed;
+    ///   at all, or another program's redb database), or redb failed. (One
+    ///   exception to "left as it was": another program's redb file that
+    ///   was not closed cleanly is repaired by redb before it is refused.)
     /// - [`Error::InUse`]: another process has the file open and one of the
     ///   two asked for [`exclusive`](Self::exclusive) access;
     /// - [`Error::InvalidArgument`]: [`FileDurability::Periodic`] without
@@ -327,8 +331,8 @@ impl FileStore {
     ///
     /// The copy is of one snapshot: it holds every write committed before the
     /// call and none committed after. It is written next to `path` under a
-    /// temporary name and renamed into place once durable, so `path` either
-    /// does not exist or holds a complete database. The copy is also compact:
+    /// temporary name (`path` + `.partial`) and linked into place once
+    /// durable, so `path` either does not exist or holds a complete database. The copy is also compact:
     /// it has no free space.
     ///
     /// # Errors
@@ -645,7 +649,18 @@ fn backup(db: &Db, dest: &Path) -> Result<()> {
         .map_err(|e| db_error(&partial, "write a backup", e))?;
         copy.close()
             .map_err(|e| db_error(&partial, "close the backup", e))?;
-        std::fs::rename(&partial, dest).map_err(|e| io("rename a finished backup to", e))
+        // A link, unlike a rename, never replaces a file that appeared at
+        // `dest` meanwhile.
+        std::fs::hard_link(&partial, dest).map_err(|e| io("write a backup to", e))?;
+        std::fs::remove_file(&partial).map_err(|e| io("remove the temporary copy of", e))?;
+        // The new name is durable once the directory is.
+        let dir = match dest.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| io("sync the directory of", e))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
