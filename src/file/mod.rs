@@ -86,7 +86,7 @@ use writer::{Done, Op, Writer};
 /// | `get_hit`, 1 | 37,931 | 39,579 | 57,997 |
 /// | `get_hit`, 64 | 442,269 | 520,848 | 1,308,477 |
 /// | `get_renew`, 64 | 23,670 | 33,328 | 217,085 |
-/// | `delete` (`delete_all` alike), 64 | 32,374 | 63,904 | 505,830 |
+/// | `delete`, 64 | 32,374 | 63,904 | 505,830 |
 /// | `delete_expired`, 10,000 of 20,000 keys | 34 ms | 40 ms | 19 ms |
 ///
 /// A write costs a commit, so a lone writer gets the disk's commit rate;
