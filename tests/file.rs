@@ -369,6 +369,25 @@ fn another_programs_redb_file_is_refused_and_left_unchanged() {
 }
 
 #[test]
+fn a_kvstores_file_of_another_format_version_is_refused_and_left_unchanged() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("future.redb");
+    drop(FileStore::open(&path).unwrap());
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("kvstores.meta");
+        txn.open_table(meta).unwrap().insert("format", 2).unwrap();
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = FileStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+    assert!(err.to_string().contains("format version 2"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
 fn a_file_without_write_permission_is_refused_and_left_unchanged() {
     let dir = TempDir::new().unwrap();
     // Readable by everyone, writable by nobody but its owner.

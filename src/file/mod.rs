@@ -49,7 +49,8 @@ use writer::{Done, Op, Writer};
 /// already open in this process gives a handle on the same database, and
 /// other processes that open the same file see every write. Dropping the
 /// last handle of a database waits for its queued writes to commit, makes
-/// them durable and closes the file.
+/// them durable and closes the file. A write whose future is dropped before
+/// it completes may or may not be applied, but never partly.
 ///
 /// # Durability
 ///
@@ -422,15 +423,10 @@ impl FileStore {
         blocking(move || {
             let mut database = db.database.write().unwrap_or_else(PoisonError::into_inner);
             let database = database.as_mut().ok_or_else(|| db.closed())?;
-            // redb compacts in passes; each returns whether it moved anything.
-            let mut shrunk = false;
-            while database
+            // redb repeats its passes until one makes no progress.
+            database
                 .compact()
-                .map_err(|e| db_error(&db.path, "compact", e))?
-            {
-                shrunk = true;
-            }
-            Ok(shrunk)
+                .map_err(|e| db_error(&db.path, "compact", e))
         })
         .await
     }
