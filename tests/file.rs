@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kvstores::{Bytes, Error, FileDurability, FileStore, ManualClock, NamespacedStore, Store};
+use kvstores::{
+    Bytes, Error, FileDurability, FileStore, ManualClock, MemoryStore, NamespacedStore, Store,
+};
+use proptest::prelude::*;
 use tempfile::TempDir;
 
 /// A store on a new file in its own directory under cargo's scratch space
@@ -283,6 +286,121 @@ fn debug_names_the_file_and_namespace() {
     assert!(debug.starts_with("FileStore { path: "), "{debug}");
     assert!(debug.contains("s.redb"), "{debug}");
     assert!(debug.ends_with(r#"namespace: ["a"], .. }"#), "{debug}");
+}
+
+/// One step of the model test: namespaces 0..4 are the root, `a`, `a/b`
+/// and `ab`; keys are a handful of names so that steps collide.
+#[derive(Clone, Debug)]
+enum Step {
+    Set(usize, u8, Option<u16>),
+    Get(usize, u8, Option<u16>),
+    Delete(usize, u8),
+    DeleteAll(usize),
+    DeleteExpired(usize),
+    ExpiresIn(usize, u8),
+    Advance(u16),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let ns = 0..4usize;
+    let key = 0..5u8;
+    let ttl = prop::option::of(1..3000u16);
+    prop_oneof![
+        4 => (ns.clone(), key.clone(), ttl.clone()).prop_map(|(n, k, t)| Step::Set(n, k, t)),
+        3 => (ns.clone(), key.clone(), ttl).prop_map(|(n, k, t)| Step::Get(n, k, t)),
+        1 => (ns.clone(), key.clone()).prop_map(|(n, k)| Step::Delete(n, k)),
+        1 => ns.clone().prop_map(Step::DeleteAll),
+        1 => ns.clone().prop_map(Step::DeleteExpired),
+        1 => (ns, key).prop_map(|(n, k)| Step::ExpiresIn(n, k)),
+        2 => (1..2000u16).prop_map(Step::Advance),
+    ]
+}
+
+fn namespaces<S: NamespacedStore>(root: S) -> Vec<S> {
+    let a = root.with_namespace("a");
+    let ab = a.with_namespace("b");
+    let ab_flat = root.with_namespace("ab");
+    vec![root, a, ab, ab_flat]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// FileStore agrees with MemoryStore, step by step on one manual clock,
+    /// and after closing and reopening the file. `delete_expired` counts
+    /// agreeing shows the expiry index stayed exact.
+    #[test]
+    fn agrees_with_the_memory_store(steps in prop::collection::vec(step(), 1..40)) {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("model.redb");
+        let clock = ManualClock::new();
+        let open = || {
+            FileStore::builder(&path)
+                .clock(clock.clone())
+                .exclusive(true)
+                .durability(FileDurability::Periodic(Duration::from_secs(1)))
+                .open()
+                .unwrap()
+        };
+        let model = namespaces(MemoryStore::builder().clock(clock.clone()).build());
+        runtime().block_on(async {
+            let file = namespaces(open());
+            let ms = |t: u16| Duration::from_millis(u64::from(t));
+            for step in &steps {
+                match *step {
+                    Step::Set(n, k, t) => {
+                        let value = Bytes::from(format!("{step:?}"));
+                        let key = k.to_string();
+                        file[n].set(&key, value.clone(), t.map(ms)).await.unwrap();
+                        model[n].set(&key, value, t.map(ms)).await.unwrap();
+                    }
+                    Step::Get(n, k, t) => assert_eq!(
+                        file[n].get(&k.to_string(), t.map(ms)).await.unwrap(),
+                        model[n].get(&k.to_string(), t.map(ms)).await.unwrap(),
+                        "{step:?}"
+                    ),
+                    Step::Delete(n, k) => {
+                        file[n].delete(&k.to_string()).await.unwrap();
+                        model[n].delete(&k.to_string()).await.unwrap();
+                    }
+                    Step::DeleteAll(n) => {
+                        file[n].delete_all().await.unwrap();
+                        model[n].delete_all().await.unwrap();
+                    }
+                    Step::DeleteExpired(n) => assert_eq!(
+                        file[n].delete_expired().await.unwrap(),
+                        model[n].delete_expired().await,
+                        "{step:?}"
+                    ),
+                    Step::ExpiresIn(n, k) => assert_eq!(
+                        file[n].expires_in(&k.to_string()).await.unwrap(),
+                        model[n].expires_in(&k.to_string()).await.unwrap(),
+                        "{step:?}"
+                    ),
+                    Step::Advance(t) => clock.advance(ms(t)),
+                }
+            }
+            drop(file);
+            let file = namespaces(open());
+            for n in 0..4 {
+                for k in 0..5u8 {
+                    let key = k.to_string();
+                    assert_eq!(
+                        file[n].expires_in(&key).await.unwrap(),
+                        model[n].expires_in(&key).await.unwrap()
+                    );
+                    assert_eq!(
+                        file[n].get(&key, None).await.unwrap(),
+                        model[n].get(&key, None).await.unwrap()
+                    );
+                }
+            }
+            assert_eq!(
+                file[0].delete_expired().await.unwrap(),
+                model[0].delete_expired().await
+            );
+        });
+    }
 }
 
 // ---------------------------------------------------------------- bad input
