@@ -2,6 +2,8 @@
 //!
 //! # Design
 //!
+//! - `db` — the shared database handle, redb's errors mapped to the crate's
+//!   in one place, and the backup copy.
 //! - `tables` — the persisted layout (an entries table and an expiry index
 //!   ordered by time, format version 1) and every read and write on it.
 //! - `writer` — group commit: one thread per database applies all writes
@@ -19,6 +21,7 @@
 //! Concurrency modes, durability and what a crash or a clock jump does are
 //! documented on [`FileStore`], where users read them.
 
+mod db;
 mod open;
 mod reader;
 mod tables;
@@ -27,19 +30,18 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::ReadableDatabase;
 
 use crate::clock::{Clock, opt_ttl_millis, ttl_millis};
 use crate::namespace::{table_key, table_prefix};
-use crate::{Error, NamespacedStore, Result, Store};
+use crate::{NamespacedStore, Result, Store};
+use db::{Db, backup, blocking, db_error};
 use open::Options;
 use reader::Reader;
-use tables::DbResult;
 use writer::{Done, Op, Writer};
 
 /// A persistent store in one redb database file: survives restarts and
@@ -70,7 +72,7 @@ use writer::{Done, Op, Writer};
 /// transaction runs at a time, across all of them). Each commit then takes
 /// two fsyncs and each transaction a file lock. With
 /// [`FileStoreBuilder::exclusive`] this process alone may open the file
-/// (another one gets [`Error::InUse`]), commits take one fsync, and
+/// (another one gets [`Error::InUse`](crate::Error::InUse)), commits take one fsync, and
 /// [`FileDurability::Periodic`] becomes available.
 ///
 /// # Performance
@@ -200,7 +202,7 @@ impl FileStoreBuilder {
 
     /// Opens the file for this process alone: faster commits (one fsync
     /// instead of two), and [`FileDurability::Periodic`] becomes available.
-    /// Another process opening the file gets [`Error::InUse`], and so does
+    /// Another process opening the file gets [`Error::InUse`](crate::Error::InUse), and so does
     /// this open if another process has the file open. Off by default.
     pub fn exclusive(mut self, exclusive: bool) -> Self {
         self.exclusive = exclusive;
@@ -233,15 +235,15 @@ impl FileStoreBuilder {
     /// Every error names the path, and a file that is refused is left as it
     /// was:
     ///
-    /// - [`Error::Io`]: the path is a directory, its directory is missing
+    /// - [`Error::Io`](crate::Error::Io): the path is a directory, its directory is missing
     ///   (and `create_directories` is off), or permission is denied;
-    /// - [`Error::Database`]: the file is not a kvstores database (not redb
+    /// - [`Error::Database`](crate::Error::Database): the file is not a kvstores database (not redb
     ///   at all, or another program's redb database), or redb failed. (One
     ///   exception to "left as it was": another program's redb file that
     ///   was not closed cleanly is repaired by redb before it is refused.)
-    /// - [`Error::InUse`]: another process has the file open and one of the
+    /// - [`Error::InUse`](crate::Error::InUse): another process has the file open and one of the
     ///   two asked for [`exclusive`](Self::exclusive) access;
-    /// - [`Error::InvalidArgument`]: [`FileDurability::Periodic`] without
+    /// - [`Error::InvalidArgument`](crate::Error::InvalidArgument): [`FileDurability::Periodic`] without
     ///   exclusive mode, or the file is already open in this process with
     ///   other options.
     ///
@@ -324,7 +326,7 @@ impl FileStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] if the commit fails; nothing is removed then.
+    /// [`Error::Database`](crate::Error::Database) if the commit fails; nothing is removed then.
     ///
     /// # Example
     ///
@@ -363,8 +365,8 @@ impl FileStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if `path` already exists (it is never overwritten) or
-    /// cannot be written; [`Error::Database`] if reading or writing fails.
+    /// [`Error::Io`](crate::Error::Io) if `path` already exists (it is never overwritten) or
+    /// cannot be written; [`Error::Database`](crate::Error::Database) if reading or writing fails.
     ///
     /// # Example
     ///
@@ -401,7 +403,7 @@ impl FileStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] if redb cannot compact now, e.g. because another
+    /// [`Error::Database`](crate::Error::Database) if redb cannot compact now, e.g. because another
     /// process has a transaction in progress; nothing is lost then, and it
     /// can be tried again.
     ///
@@ -564,127 +566,4 @@ impl Drop for Inner {
             open.remove(&self.db.path);
         }
     }
-}
-
-/// The redb database and its path. `None` once closed: a read that was
-/// still queued on the blocking pool when the last handle went gets an error
-/// rather than keeping the file open.
-struct Db {
-    path: PathBuf,
-    /// Read-locked by every transaction, write-locked by compaction and close
-    /// (redb needs `&mut Database` for both).
-    database: RwLock<Option<redb::Database>>,
-}
-
-impl Db {
-    fn new(path: PathBuf, database: redb::Database) -> Self {
-        Db {
-            path,
-            database: RwLock::new(Some(database)),
-        }
-    }
-
-    /// Runs `f` on the open database.
-    fn with<R>(&self, f: impl FnOnce(&redb::Database) -> DbResult<R>) -> DbResult<R> {
-        let database = self.database.read().unwrap_or_else(PoisonError::into_inner);
-        match database.as_ref() {
-            Some(database) => f(database),
-            None => Err(redb::Error::DatabaseClosed),
-        }
-    }
-
-    fn close(&self) {
-        let database = self
-            .database
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(database);
-    }
-
-    fn closed(&self) -> Error {
-        db_error(&self.path, "use", redb::Error::DatabaseClosed)
-    }
-}
-
-/// Turns a redb error into the crate's, naming the file and what was being
-/// done. The one place where redb's errors are mapped.
-fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Error>) -> Error {
-    let path = path.to_owned();
-    match e.into() {
-        redb::Error::DatabaseAlreadyOpen => Error::InUse { path },
-        redb::Error::Io(source) => Error::Io {
-            path,
-            action: doing,
-            source,
-        },
-        e => Error::Database {
-            path,
-            message: format!("{doing} failed: {e}"),
-            source: Some(Box::new(e)),
-        },
-    }
-}
-
-/// The error of a batch that failed as a whole, for each of its callers.
-fn batch_error(path: &Path, doing: &str, e: &Arc<redb::Error>) -> Error {
-    Error::Database {
-        path: path.to_owned(),
-        message: format!("{doing} failed: {e}"),
-        source: Some(Box::new(e.clone())),
-    }
-}
-
-/// Runs `f` on tokio's blocking pool.
-async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-fn backup(db: &Db, dest: &Path) -> Result<()> {
-    let io = |action, source| Error::Io {
-        path: dest.to_owned(),
-        action,
-        source,
-    };
-    if dest.exists() {
-        return Err(io(
-            "write a backup to",
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "it already exists"),
-        ));
-    }
-    let mut partial = dest.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let result = (|| {
-        let _ = std::fs::remove_file(&partial);
-        let copy = redb::Database::builder()
-            .create(&partial)
-            .map_err(|e| db_error(&partial, "create a backup", e))?;
-        db.with(|database| {
-            let snapshot = database.begin_read()?;
-            tables::copy_all(&snapshot, &copy)
-        })
-        .map_err(|e| db_error(&partial, "write a backup", e))?;
-        copy.close()
-            .map_err(|e| db_error(&partial, "close the backup", e))?;
-        // A link, unlike a rename, never replaces a file that appeared at
-        // `dest` meanwhile.
-        std::fs::hard_link(&partial, dest).map_err(|e| io("write a backup to", e))?;
-        std::fs::remove_file(&partial).map_err(|e| io("remove the temporary copy of", e))?;
-        // The new name is durable once the directory is.
-        let dir = match dest.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| io("sync the directory of", e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result
 }

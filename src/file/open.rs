@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use redb::{ConcurrencyMode, ReadableDatabase};
 
+use super::Inner;
+use super::db::{Db, db_error};
 use super::reader::Reader;
 use super::tables::{self, Format};
 use super::writer::Writer;
-use super::{Db, Inner, db_error};
 use crate::{Error, Result};
 
 /// What a database is opened with; the same for every handle of it.

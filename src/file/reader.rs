@@ -18,9 +18,9 @@ use std::sync::mpsc;
 use bytes::Bytes;
 use redb::ReadableDatabase;
 
+use super::db::{Db, batch_error};
 use super::tables::{self, ENTRIES};
 use super::worker::{Reply, Worker, drain};
-use super::{Db, batch_error};
 use crate::Result;
 
 /// The most lookups served from one read transaction.

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redb::{Durability, StorageError};
 
+use super::db::{Db, batch_error};
 use super::tables::Tables;
 use super::worker::{Reply, Worker, drain};
-use super::{Db, batch_error};
 use crate::{Error, Result};
 
 /// The most jobs one transaction holds, so that a flood of writers still
