@@ -182,6 +182,35 @@ async fn run_backend(args: &Args) -> Result<(), String> {
                 |s| Box::pin(async move { s.delete_expired().await.expect("delete_expired") });
             run(args, &system, store, Some(purge)).await
         }
+        // Redis and Valkey keep their keys under the root segment
+        // `kvstores-workload`, which delete_all empties between ops; the
+        // server's other keys are never touched.
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let url = args
+                .url
+                .as_deref()
+                .unwrap_or(kvstores::RedisStore::DEFAULT_URL);
+            let store = kvstores::RedisStore::builder(url)
+                .namespace(Some("kvstores-workload"))
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            run(args, &system, store, None).await
+        }
+        #[cfg(feature = "valkey")]
+        "valkey" => {
+            let url = args
+                .url
+                .as_deref()
+                .unwrap_or(kvstores::ValkeyStore::DEFAULT_URL);
+            let store = kvstores::ValkeyStore::builder(url)
+                .namespace(Some("kvstores-workload"))
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            run(args, &system, store, None).await
+        }
         other => Err(format!(
             "backend {other:?} is unknown or not compiled in (build with --features full)\n{}",
             usage()

@@ -87,7 +87,7 @@ fn system_unix_millis() -> u64 {
 /// assert!(store.exists("k").await?);
 /// clock.advance(Duration::from_secs(1));
 /// assert!(!store.exists("k").await?);
-/// # kvstores::Result::Ok(()) }).unwrap();
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone, Debug)]
 pub struct ManualClock(Arc<AtomicU64>);

@@ -20,7 +20,7 @@
 //! // Reading a session keeps it alive for another hour.
 //! let session = sessions.get("abc", Some(Duration::from_secs(3600))).await?;
 //! assert_eq!(session.as_deref(), Some(&b"{\"user\":1}"[..]));
-//! # kvstores::Result::Ok(()) }).unwrap();
+//! # Ok::<(), kvstores::Error>(()) }).unwrap();
 //! ```
 //!
 //! # Backends
@@ -53,6 +53,8 @@
 //! - `memory` — [`MemoryStore`], sharded maps in a tree of namespaces.
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
 //!   expiry index, group commit on a writer thread, shared by processes.
+//! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
+//!   multiplexed, reconnecting connection per root store.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
@@ -62,11 +64,19 @@ mod file;
 #[cfg(feature = "memory")]
 mod memory;
 pub mod namespace;
+#[cfg(any(feature = "redis", feature = "valkey"))]
+mod redis;
 mod registry;
 mod store;
 
 pub use bytes::Bytes;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "valkey")]
+#[cfg_attr(docsrs, doc(cfg(feature = "valkey")))]
+pub use self::redis::{ValkeyStore, ValkeyStoreBuilder};
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 #[cfg(feature = "file")]

@@ -23,7 +23,7 @@
 //! `now < expires_at`; every reading method checks that, so an expired entry
 //! is never returned even before it is removed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -57,7 +57,7 @@ use crate::{NamespacedStore, Result, Store};
 /// limits.set("203.0.113.9", Bytes::from_static(b"1"), Some(Duration::from_secs(60))).await?;
 /// assert!(limits.exists("203.0.113.9").await?);
 /// assert!(!store.exists("203.0.113.9").await?);
-/// # kvstores::Result::Ok(()) }).unwrap();
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -177,7 +177,7 @@ impl Store for MemoryStore {
             for shard in node.shards.iter() {
                 let mut shard = shard.write();
                 shard.map = HashMap::new();
-                shard.expiry = BTreeSet::new();
+                shard.expiry = BTreeMap::new();
             }
         });
         Ok(())
@@ -196,7 +196,7 @@ impl Store for MemoryStore {
             .map
             .get(key)
             .filter(|e| e.is_live(now))
-            .and_then(|e| e.expires_at)
+            .and_then(Entry::expires_at)
             .map(|at| Duration::from_millis(at - now)))
     }
 }
@@ -262,74 +262,80 @@ impl Node {
 #[derive(Default)]
 struct Shard {
     map: HashMap<Arc<str>, Entry>,
-    /// `(expires_at, key)` for every entry of `map` that has an expiry.
-    expiry: BTreeSet<(u64, Arc<str>)>,
+    /// `(expires_at, id) -> key` for every entry of `map` that has an
+    /// expiry. The id makes index keys unique and cheap to compare: many keys
+    /// share a millisecond, and comparing them by name would cost string
+    /// comparisons on every insert.
+    expiry: BTreeMap<(u64, u64), Arc<str>>,
+    next_id: u64,
 }
 
 struct Entry {
     value: Bytes,
-    /// Monotonic milliseconds at which the entry expires; `None`: never.
-    expires_at: Option<u64>,
+    /// Monotonic milliseconds at which the entry expires, and the entry's id
+    /// in the expiry index; `None`: never.
+    expiry: Option<(u64, u64)>,
 }
 
 impl Entry {
     fn is_live(&self, now: u64) -> bool {
-        self.expires_at.is_none_or(|at| now < at)
+        self.expiry.is_none_or(|(at, _)| now < at)
+    }
+
+    fn expires_at(&self) -> Option<u64> {
+        self.expiry.map(|(at, _)| at)
     }
 }
 
 impl Shard {
+    /// Indexes `key` under `expires_at`, returning its index position.
+    fn index(&mut self, key: Arc<str>, expires_at: Option<u64>) -> Option<(u64, u64)> {
+        let at = expires_at?;
+        self.next_id += 1;
+        self.expiry.insert((at, self.next_id), key);
+        Some((at, self.next_id))
+    }
+
     fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<u64>) {
-        if let Some((stored_key, entry)) = self.map.get_key_value(key) {
-            let stored_key = stored_key.clone();
-            if let Some(old) = entry.expires_at {
-                self.expiry.remove(&(old, stored_key.clone()));
-            }
-            if let Some(at) = expires_at {
-                self.expiry.insert((at, stored_key.clone()));
-            }
-            self.map.insert(stored_key, Entry { value, expires_at });
-        } else {
-            let key: Arc<str> = Arc::from(key);
-            if let Some(at) = expires_at {
-                self.expiry.insert((at, key.clone()));
-            }
-            self.map.insert(key, Entry { value, expires_at });
+        let (key, old) = match self.map.remove_entry(key) {
+            Some((key, old)) => (key, old.expiry),
+            None => (Arc::from(key), None),
+        };
+        if let Some(old) = old {
+            self.expiry.remove(&old);
         }
+        let expiry = self.index(key.clone(), expires_at);
+        self.map.insert(key, Entry { value, expiry });
     }
 
     fn renew(&mut self, key: &str, now: u64, new_expiry: u64) -> Option<Bytes> {
-        let (stored_key, entry) = self.map.get_key_value(key)?;
+        let entry = self.map.get(key)?;
         if !entry.is_live(now) {
             return None;
         }
         let value = entry.value.clone();
-        if let Some(old) = entry.expires_at {
-            let stored_key = stored_key.clone();
-            self.expiry.remove(&(old, stored_key.clone()));
-            self.expiry.insert((new_expiry, stored_key.clone()));
-            if let Some(entry) = self.map.get_mut(&*stored_key) {
-                entry.expires_at = Some(new_expiry);
+        if let Some(old) = entry.expiry
+            && let Some(key) = self.expiry.remove(&old)
+        {
+            let expiry = self.index(key.clone(), Some(new_expiry));
+            if let Some(entry) = self.map.get_mut(&*key) {
+                entry.expiry = expiry;
             }
         }
         Some(value)
     }
 
     fn remove(&mut self, key: &str) {
-        if let Some((stored_key, entry)) = self.map.remove_entry(key)
-            && let Some(at) = entry.expires_at
-        {
-            self.expiry.remove(&(at, stored_key));
+        if let Some(old) = self.map.remove(key).and_then(|entry| entry.expiry) {
+            self.expiry.remove(&old);
         }
     }
 
     /// Removes the entries whose deadline is at or before `now`.
     fn remove_expired(&mut self, now: u64) -> usize {
-        let live = self
-            .expiry
-            .split_off(&(now.saturating_add(1), Arc::from("")));
+        let live = self.expiry.split_off(&(now.saturating_add(1), 0));
         let expired = std::mem::replace(&mut self.expiry, live);
-        for (_, key) in &expired {
+        for key in expired.values() {
             self.map.remove(key);
         }
         expired.len()

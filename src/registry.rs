@@ -81,7 +81,7 @@ impl StoreRegistry {
     ///     Err(Error::AlreadyRegistered { .. })
     /// ));
     /// registry.register("cache", MemoryStore::new(), true)?;
-    /// # kvstores::Result::Ok(())
+    /// # Ok::<(), kvstores::Error>(())
     /// ```
     pub fn register(
         &self,

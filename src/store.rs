@@ -43,7 +43,7 @@ use crate::Result;
 /// store.set("session", Bytes::from_static(b"{}"), Some(Duration::from_secs(60))).await?;
 /// let left = store.expires_in("session").await?.unwrap();
 /// assert!(left <= Duration::from_secs(60));
-/// # kvstores::Result::Ok(()) }).unwrap();
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 /// # }
@@ -132,7 +132,7 @@ pub trait Store: Send + Sync {
 ///
 /// root.delete_all().await?; // reaches the child
 /// assert!(!sessions.exists("id").await?);
-/// # kvstores::Result::Ok(()) }).unwrap();
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
 /// ```
 pub trait NamespacedStore: Store + Sized {
     /// Returns a store for the child namespace `namespace` of this one.

@@ -22,7 +22,7 @@ pub fn redis_glob_match(pattern: &[u8], string: &[u8]) -> bool {
             let (matched, after) = match_class(rest, byte);
             matched && redis_glob_match(after, string_rest)
         }
-        b'\\' if rest.len() >= 1 => {
+        b'\\' if !rest.is_empty() => {
             string.first() == Some(&rest[0]) && redis_glob_match(&rest[1..], &string[1..])
         }
         literal => string.first() == Some(&literal) && redis_glob_match(rest, &string[1..]),
