@@ -109,8 +109,7 @@ fn canonical_path(path: &Path, create_directories: bool) -> Result<PathBuf> {
     let parent = fs::canonicalize(parent).map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
             io(
-                "open (its directory does not exist; FileStoreBuilder::create_directories \
-                 creates it)",
+                "create a database (create_directories is off) in the missing directory of",
                 e,
             )
         } else {
