@@ -8,6 +8,13 @@
 //!     [--ops 20000] [--value-size 100] [--concurrency 1,64] [--op set,get_hit,...]
 //! ```
 //!
+//! The file backend runs in its default configuration (durable, shared
+//! between processes) on a new file in a temporary directory unless `--path`
+//! is given. `--exclusive` opens it for this process alone, and
+//! `--flush-every MS` (with `--exclusive`) makes commits non-durable with a
+//! durable one at least every MS milliseconds; either adds a suffix to the
+//! system name (`kvstores-file-exclusive`, `kvstores-file-exclusive-flush1000ms`).
+//!
 //! It prints one JSON object per line and operation:
 //!
 //! ```text
@@ -50,12 +57,14 @@ struct Args {
     concurrency: Vec<usize>,
     op: Vec<String>,
     system_suffix: String,
+    exclusive: bool,
+    flush_every_ms: Option<u64>,
 }
 
 fn usage() -> &'static str {
     "usage: workload --backend memory|file|redis|valkey [--path FILE] [--url URL] \
      [--ops 20000] [--value-size 100] [--concurrency 1,64] [--op set,get_hit,...] \
-     [--system-suffix -name]"
+     [--system-suffix -name] [--exclusive] [--flush-every MS]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -68,6 +77,8 @@ fn parse_args() -> Result<Args, String> {
         concurrency: vec![1, 64],
         op: OPS.iter().map(|s| s.to_string()).collect(),
         system_suffix: String::new(),
+        exclusive: false,
+        flush_every_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -93,6 +104,14 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--system-suffix" => args.system_suffix = value()?,
+            "--exclusive" => args.exclusive = true,
+            "--flush-every" => {
+                args.flush_every_ms = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--flush-every: {e}"))?,
+                )
+            }
             "-h" | "--help" => return Err(usage().to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
@@ -130,6 +149,38 @@ async fn run_backend(args: &Args) -> Result<(), String> {
         "memory" => {
             let purge: Purge<MemoryStore> = |s| Box::pin(async move { s.delete_expired().await });
             run(args, &system, MemoryStore::new(), Some(purge)).await
+        }
+        #[cfg(feature = "file")]
+        "file" => {
+            use kvstores::{FileDurability, FileStore};
+            let mut system = system;
+            if args.system_suffix.is_empty() {
+                if args.exclusive {
+                    system.push_str("-exclusive");
+                }
+                if let Some(ms) = args.flush_every_ms {
+                    system.push_str(&format!("-flush{ms}ms"));
+                }
+            }
+            // Kept until the run ends; removed with its file afterwards.
+            let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let path = match &args.path {
+                Some(path) => path.into(),
+                None => scratch.path().join("workload.redb"),
+            };
+            let durability = match args.flush_every_ms {
+                None => FileDurability::Immediate,
+                Some(ms) => FileDurability::Periodic(Duration::from_millis(ms)),
+            };
+            let store = FileStore::builder(&path)
+                .create_directories(true)
+                .exclusive(args.exclusive)
+                .durability(durability)
+                .open()
+                .map_err(|e| e.to_string())?;
+            let purge: Purge<FileStore> =
+                |s| Box::pin(async move { s.delete_expired().await.expect("delete_expired") });
+            run(args, &system, store, Some(purge)).await
         }
         // Redis and Valkey keep their keys under the root segment
         // `kvstores-workload`, which delete_all empties between ops; the

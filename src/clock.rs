@@ -34,7 +34,7 @@ impl Clock {
 
     /// Milliseconds on a clock that never goes backwards, for in-process
     /// expiry. Only differences between two readings mean anything.
-    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))] // used by MemoryStore
     pub(crate) fn monotonic_millis(&self) -> u64 {
         match &self.0 {
             Source::System => {
@@ -51,7 +51,7 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch, for expiry that is persisted and
     /// must mean the same after a restart or in another process.
-    #[allow(dead_code)] // used by FileStore
+    #[cfg_attr(not(feature = "file"), allow(dead_code))] // used by FileStore
     pub(crate) fn unix_millis(&self) -> u64 {
         match &self.0 {
             Source::System => system_unix_millis(),

@@ -57,8 +57,8 @@ pub enum Error {
         /// The database engine's error, when there is one.
         source: Option<BoxError>,
     },
-    /// The database file is held open by another process in a mode that
-    /// excludes others.
+    /// The database file is open in another process, and either that
+    /// process or this open asked for exclusive access.
     InUse {
         /// The database file.
         path: PathBuf,
@@ -113,7 +113,8 @@ impl fmt::Display for Error {
             }
             Error::InUse { path } => write!(
                 f,
-                "database {} is in use by another process that opened it exclusively",
+                "database {} is in use by another process \
+                 (it or this open asked for exclusive access)",
                 path.display()
             ),
             Error::Connection {

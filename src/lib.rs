@@ -28,7 +28,7 @@
 //! | store | feature | holds the bytes in | for |
 //! | --- | --- | --- | --- |
 //! | [`MemoryStore`] | `memory` (default) | this process | the lowest overhead; one process |
-//! | `FileStore` | `file` (default) | one redb database file | state that survives restarts; several processes on one machine |
+//! | [`FileStore`] | `file` (default) | one redb database file | state that survives restarts; several processes on one machine |
 //! | `RedisStore` | `redis` | a Redis server | many processes, many machines |
 //! | `ValkeyStore` | `valkey` | a Valkey (or Redis) server | the same, with Valkey's defaults |
 //!
@@ -51,12 +51,16 @@
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
 //! - `registry` — [`StoreRegistry`], named stores from a default factory.
 //! - `memory` — [`MemoryStore`], sharded maps in a tree of namespaces.
+//! - `file` — [`FileStore`]: one redb file with an entries table and an
+//!   expiry index, group commit on a writer thread, shared by processes.
 //! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
 //!   multiplexed, reconnecting connection per root store.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 mod error;
+#[cfg(feature = "file")]
+mod file;
 #[cfg(feature = "memory")]
 mod memory;
 pub mod namespace;
@@ -87,6 +91,9 @@ pub mod server {
 }
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
+#[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+pub use file::{FileDurability, FileStore, FileStoreBuilder};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};

@@ -1,0 +1,252 @@
+//! The persisted layout of a `FileStore` database (format version 1) and the
+//! reads and writes on it.
+//!
+//! # Layout
+//!
+//! Three redb tables, named so that they cannot be mistaken for another
+//! program's:
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `kvstores.meta` | `&str` | `u64` |
+//! | `kvstores.entries` | stored key (`&[u8]`) | `(Option<u64>, &[u8])`: expiry, value |
+//! | `kvstores.expiry` | `(u64, &[u8])`: expiry, stored key | `()` |
+//!
+//! - `kvstores.meta` holds `"format" => 1`. A database without it is not a
+//!   kvstores database and is refused (unless it holds no table at all).
+//! - A stored key is the table form of [`crate::namespace`]: a namespace and
+//!   its descendants are one contiguous key range.
+//! - An expiry is a wall-clock time in milliseconds since the Unix epoch; an
+//!   entry is live while `now < expiry`. `None`: the entry never expires.
+//!
+//! The invariant every write keeps, in one transaction: `kvstores.expiry`
+//! holds `(at, key)` exactly when `kvstores.entries` maps `key` to
+//! `(Some(at), _)`. The expiry index sorts by time first, so the expired
+//! entries are a prefix of it and `delete_expired` reads nothing else.
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+use redb::{
+    Durability, ReadTransaction, ReadableTable, StorageError, Table, TableDefinition, TableHandle,
+    WriteTransaction,
+};
+
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("kvstores.meta");
+pub(super) const ENTRIES: TableDefinition<&[u8], (Option<u64>, &[u8])> =
+    TableDefinition::new("kvstores.entries");
+pub(super) const EXPIRY: TableDefinition<(u64, &[u8]), ()> =
+    TableDefinition::new("kvstores.expiry");
+
+/// A result carrying any of redb's errors.
+pub(super) type DbResult<T> = Result<T, redb::Error>;
+
+const FORMAT_KEY: &str = "format";
+/// The layout described above. A database of another version is refused.
+pub(super) const FORMAT_VERSION: u64 = 1;
+
+/// What a database holds, as far as opening it is concerned.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Format {
+    /// A kvstores database of this version.
+    Current,
+    /// No table at all: a new database, ready to be initialized.
+    Empty,
+    /// A kvstores database of another format version.
+    Version(u64),
+    /// A redb database of some other program.
+    Foreign,
+}
+
+/// Reads the format marker through any transaction that can read.
+pub(super) fn read_format(txn: &ReadTransaction) -> DbResult<Format> {
+    match txn.open_table(META) {
+        Ok(meta) => Ok(format_of(meta.get(FORMAT_KEY)?.map(|v| v.value()))),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(if txn.list_tables()?.next().is_none() {
+            Format::Empty
+        } else {
+            Format::Foreign
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn format_of(version: Option<u64>) -> Format {
+    match version {
+        Some(FORMAT_VERSION) => Format::Current,
+        Some(other) => Format::Version(other),
+        None => Format::Foreign,
+    }
+}
+
+/// Initializes an empty database in `txn`, or reports what it holds instead.
+/// Re-checks inside the write transaction, because another process may have
+/// initialized the file since it was last read.
+pub(super) fn initialize(txn: &WriteTransaction) -> DbResult<Format> {
+    let existing = txn.list_tables()?.any(|t| t.name() == META.name());
+    if existing {
+        let meta = txn.open_table(META)?;
+        return Ok(format_of(meta.get(FORMAT_KEY)?.map(|v| v.value())));
+    }
+    if txn.list_tables()?.next().is_some() {
+        return Ok(Format::Foreign);
+    }
+    txn.open_table(META)?.insert(FORMAT_KEY, FORMAT_VERSION)?;
+    txn.open_table(ENTRIES)?;
+    txn.open_table(EXPIRY)?;
+    Ok(Format::Current)
+}
+
+/// Whether an entry with expiry `expires_at` is live at `now`.
+pub(super) fn is_live(expires_at: Option<u64>, now: u64) -> bool {
+    expires_at.is_none_or(|at| now < at)
+}
+
+/// Both tables, open in one write transaction; every method keeps the
+/// invariant in the module docs.
+pub(super) struct Tables<'txn> {
+    entries: Table<'txn, &'static [u8], (Option<u64>, &'static [u8])>,
+    expiry: Table<'txn, (u64, &'static [u8]), ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    pub(super) fn open(txn: &'txn WriteTransaction) -> DbResult<Self> {
+        Ok(Tables {
+            entries: txn.open_table(ENTRIES)?,
+            expiry: txn.open_table(EXPIRY)?,
+        })
+    }
+
+    /// Stores `value` under `key`, replacing its value and expiry.
+    ///
+    /// The entry is written first: a value too large for redb is refused
+    /// there, before anything has changed.
+    pub(super) fn set(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        expires_at: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let old = self
+            .entries
+            .insert(key, (expires_at, value))?
+            .and_then(|old| old.value().0);
+        if let Some(old) = old {
+            self.expiry.remove((old, key))?;
+        }
+        if let Some(at) = expires_at {
+            self.expiry.insert((at, key), ())?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
+        let old = self.entries.remove(key)?.and_then(|old| old.value().0);
+        if let Some(old) = old {
+            self.expiry.remove((old, key))?;
+        }
+        Ok(())
+    }
+
+    /// Reads `key` and, if it is live and has an expiry, moves that expiry to
+    /// `expires_at`. Returns the value if it was live.
+    pub(super) fn renew(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        expires_at: u64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let (old, value) = match self.entries.get(key)? {
+            Some(entry) => {
+                let (at, value) = entry.value();
+                (at, Bytes::copy_from_slice(value))
+            }
+            None => return Ok(None),
+        };
+        if !is_live(old, now) {
+            return Ok(None);
+        }
+        if let Some(old) = old {
+            self.entries.insert(key, (Some(expires_at), &value[..]))?;
+            self.expiry.remove((old, key))?;
+            self.expiry.insert((expires_at, key), ())?;
+        }
+        Ok(Some(value))
+    }
+
+    /// Deletes every entry whose stored key starts with `prefix`: one key
+    /// range of the entries table, plus the index entries of those that
+    /// expire.
+    pub(super) fn delete_range(&mut self, prefix: &[u8]) -> Result<(), StorageError> {
+        let end = crate::namespace::table_range_end(prefix);
+        let range: (Bound<&[u8]>, Bound<&[u8]>) = (
+            Bound::Included(prefix),
+            end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+        );
+        let mut indexed = Vec::new();
+        for removed in self
+            .entries
+            .extract_from_if::<&[u8], _>(range, |_, _| true)?
+        {
+            let (key, entry) = removed?;
+            if let Some(at) = entry.value().0 {
+                indexed.push((at, key.value().to_vec()));
+            }
+        }
+        for (at, key) in indexed {
+            self.expiry.remove((at, &key[..]))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the entries under `prefix` whose expiry is at or before `now`,
+    /// returning how many. Reads only the expired part of the index (of every
+    /// namespace: the index is ordered by time, not by namespace).
+    pub(super) fn delete_expired(
+        &mut self,
+        prefix: &[u8],
+        now: u64,
+    ) -> Result<usize, StorageError> {
+        let upper = (now.saturating_add(1), &b""[..]);
+        let mut keys = Vec::new();
+        for removed in self
+            .expiry
+            .extract_from_if::<(u64, &[u8]), _>(..upper, |(_, key), ()| key.starts_with(prefix))?
+        {
+            let (index, _) = removed?;
+            keys.push(index.value().1.to_vec());
+        }
+        for key in &keys {
+            self.entries.remove(&key[..])?;
+        }
+        Ok(keys.len())
+    }
+}
+
+/// Copies every entry of `from` into the new database `to`, committing every
+/// `BATCH` entries so that a large copy never builds one huge transaction.
+/// Only the last commit is durable: until it, `to` is not worth keeping.
+pub(super) fn copy_all(from: &ReadTransaction, to: &redb::Database) -> DbResult<()> {
+    const BATCH: usize = 10_000;
+    let source = from.open_table(ENTRIES)?;
+    let mut rows = source.iter()?.peekable();
+    let mut txn = to.begin_write()?;
+    initialize(&txn)?;
+    loop {
+        {
+            let mut tables = Tables::open(&txn)?;
+            for row in rows.by_ref().take(BATCH) {
+                let (key, entry) = row?;
+                let (at, value) = entry.value();
+                tables.set(key.value(), value, at)?;
+            }
+        }
+        if rows.peek().is_none() {
+            txn.commit()?;
+            return Ok(());
+        }
+        txn.set_durability(Durability::None)?;
+        txn.commit()?;
+        txn = to.begin_write()?;
+    }
+}

@@ -1,0 +1,873 @@
+//! FileStore: the behaviour suite, then what only a persistent store does:
+//! persistence, expiry on a controlled clock, bad paths and files, sharing
+//! with real child processes, surviving SIGKILL, backup and compaction.
+//!
+//! Child processes are this test binary run again with `KVSTORES_CHILD` set,
+//! which turns the `child_process` test into the child's main (see there).
+#![cfg(feature = "file")]
+
+mod suite;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kvstores::{
+    Bytes, Error, FileDurability, FileStore, ManualClock, MemoryStore, NamespacedStore, Store,
+};
+use proptest::prelude::*;
+use tempfile::TempDir;
+
+/// A store on a new file in its own directory under cargo's scratch space
+/// for tests (the suite's functions take only the store, so the directory
+/// cannot be tied to it and is kept).
+async fn fresh() -> FileStore {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep();
+    FileStore::open(dir.join("store.redb")).unwrap()
+}
+
+contract_suite!(fresh());
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn on_clock(path: &Path, clock: &ManualClock) -> FileStore {
+    FileStore::builder(path)
+        .clock(clock.clone())
+        .open()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_and_expiries_survive_closing_and_reopening() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store.redb");
+    let clock = ManualClock::new();
+    {
+        let root = on_clock(&path, &clock);
+        let sessions = root.with_namespace("sessions");
+        let nested = sessions.with_namespace("nested");
+        root.set("forever", b("root"), None).await.unwrap();
+        sessions
+            .set("ttl", b("session"), Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        nested.set("forever", b("nested"), None).await.unwrap();
+    }
+
+    let root = on_clock(&path, &clock);
+    let sessions = root.with_namespace("sessions");
+    let nested = sessions.with_namespace("nested");
+    assert_eq!(root.get("forever", None).await.unwrap(), Some(b("root")));
+    assert_eq!(sessions.get("ttl", None).await.unwrap(), Some(b("session")));
+    assert_eq!(
+        sessions.expires_in("ttl").await.unwrap(),
+        Some(Duration::from_secs(10)),
+        "the deadline is persisted as it was"
+    );
+    assert_eq!(
+        nested.get("forever", None).await.unwrap(),
+        Some(b("nested"))
+    );
+    assert!(!root.exists("ttl").await.unwrap());
+
+    clock.advance(Duration::from_secs(10));
+    assert!(!sessions.exists("ttl").await.unwrap());
+    assert_eq!(root.delete_expired().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_expires_exactly_at_its_deadline() {
+    let dir = TempDir::new().unwrap();
+    let clock = ManualClock::new();
+    let store = on_clock(&dir.path().join("s.redb"), &clock);
+    store
+        .set("k", b("v"), Some(Duration::from_millis(1000)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_millis(999));
+    assert_eq!(
+        store.expires_in("k").await.unwrap(),
+        Some(Duration::from_millis(1))
+    );
+    clock.advance(Duration::from_millis(1));
+    assert!(!store.exists("k").await.unwrap());
+    assert_eq!(
+        store.get("k", Some(Duration::from_secs(5))).await.unwrap(),
+        None
+    );
+    assert_eq!(store.expires_in("k").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_moves_the_indexed_deadline() {
+    let dir = TempDir::new().unwrap();
+    let clock = ManualClock::new();
+    let store = on_clock(&dir.path().join("s.redb"), &clock);
+    store
+        .set("k", b("v"), Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(8));
+    store.get("k", Some(Duration::from_secs(5))).await.unwrap();
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(
+        store.delete_expired().await.unwrap(),
+        0,
+        "the old deadline has passed, the new one not"
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_expired_removes_and_counts_only_what_has_expired() {
+    let dir = TempDir::new().unwrap();
+    let clock = ManualClock::new();
+    let store = on_clock(&dir.path().join("s.redb"), &clock);
+    for i in 0..100 {
+        let ttl = match i % 4 {
+            0 => None,
+            1 => Some(Duration::from_secs(1)),
+            2 => Some(Duration::from_secs(2)),
+            _ => Some(Duration::from_secs(60)),
+        };
+        store
+            .set(&format!("k{i}"), Bytes::new(), ttl)
+            .await
+            .unwrap();
+    }
+    // Overwritten and deleted keys leave nothing behind in the index.
+    store
+        .set("overwritten", Bytes::new(), Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    store.set("overwritten", Bytes::new(), None).await.unwrap();
+    store
+        .set("deleted", Bytes::new(), Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    store.delete("deleted").await.unwrap();
+
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.delete_expired().await.unwrap(), 25);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.delete_expired().await.unwrap(), 25);
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    for i in 0..100 {
+        let live = i % 4 == 0 || i % 4 == 3;
+        assert_eq!(store.exists(&format!("k{i}")).await.unwrap(), live, "k{i}");
+    }
+    assert!(store.exists("overwritten").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_expired_on_a_namespace_covers_it_and_its_descendants_only() {
+    let dir = TempDir::new().unwrap();
+    let clock = ManualClock::new();
+    let root = on_clock(&dir.path().join("s.redb"), &clock);
+    let parent = root.with_namespace("parent");
+    let child = parent.with_namespace("child");
+    let sibling = root.with_namespace("parent2");
+    for store in [&root, &parent, &child, &sibling] {
+        store
+            .set("k", Bytes::new(), Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(parent.delete_expired().await.unwrap(), 2);
+    assert_eq!(root.delete_expired().await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_path_twice_in_one_process_shares_the_data() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store.redb");
+    let first = FileStore::open(&path).unwrap();
+    // Another spelling of the same file.
+    let second = FileStore::open(dir.path().join(".").join("store.redb")).unwrap();
+    first.set("k", b("v"), None).await.unwrap();
+    assert_eq!(second.get("k", None).await.unwrap(), Some(b("v")));
+    second.delete("k").await.unwrap();
+    assert!(!first.exists("k").await.unwrap());
+    assert_eq!(first.path(), second.path());
+
+    let err = FileStore::builder(&path)
+        .exclusive(true)
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("already open in this process"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_tasks_writing_at_once_lose_nothing() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = FileStore::open(&path).unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let store = store.with_namespace(&format!("t{t}"));
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    store
+                        .set(&i.to_string(), Bytes::from(vec![t as u8; 10]), None)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    drop(store);
+    let store = FileStore::open(&path).unwrap();
+    for t in 0..64u8 {
+        let ns = store.with_namespace(&format!("t{t}"));
+        for i in 0..50 {
+            assert_eq!(
+                ns.get(&i.to_string(), None).await.unwrap(),
+                Some(Bytes::from(vec![t; 10]))
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_durability_is_visible_at_once_and_durable_after_close() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store.redb");
+    let fast = || {
+        FileStore::builder(&path)
+            .exclusive(true)
+            .durability(FileDurability::Periodic(Duration::from_millis(50)))
+    };
+    {
+        let store = fast().open().unwrap();
+        for i in 0..100 {
+            store.set(&i.to_string(), b("v"), None).await.unwrap();
+            assert!(store.exists(&i.to_string()).await.unwrap());
+        }
+    }
+    let store = FileStore::open(&path).unwrap();
+    for i in 0..100 {
+        assert!(store.exists(&i.to_string()).await.unwrap(), "{i}");
+    }
+    drop(store);
+
+    let err = FileStore::builder(&path)
+        .durability(FileDurability::Periodic(Duration::from_secs(1)))
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    assert!(err.to_string().contains("exclusive"), "{err}");
+}
+
+#[test]
+fn debug_names_the_file_and_namespace() {
+    let dir = TempDir::new().unwrap();
+    let store = FileStore::open(dir.path().join("s.redb"))
+        .unwrap()
+        .with_namespace("a");
+    let debug = format!("{store:?}");
+    assert!(debug.starts_with("FileStore { path: "), "{debug}");
+    assert!(debug.contains("s.redb"), "{debug}");
+    assert!(debug.ends_with(r#"namespace: ["a"], .. }"#), "{debug}");
+}
+
+/// One step of the model test: namespaces 0..4 are the root, `a`, `a/b`
+/// and `ab`; keys are a handful of names so that steps collide.
+#[derive(Clone, Debug)]
+enum Step {
+    Set(usize, u8, Option<u16>),
+    Get(usize, u8, Option<u16>),
+    Delete(usize, u8),
+    DeleteAll(usize),
+    DeleteExpired(usize),
+    ExpiresIn(usize, u8),
+    Advance(u16),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let ns = 0..4usize;
+    let key = 0..5u8;
+    let ttl = prop::option::of(1..3000u16);
+    prop_oneof![
+        4 => (ns.clone(), key.clone(), ttl.clone()).prop_map(|(n, k, t)| Step::Set(n, k, t)),
+        3 => (ns.clone(), key.clone(), ttl).prop_map(|(n, k, t)| Step::Get(n, k, t)),
+        1 => (ns.clone(), key.clone()).prop_map(|(n, k)| Step::Delete(n, k)),
+        1 => ns.clone().prop_map(Step::DeleteAll),
+        1 => ns.clone().prop_map(Step::DeleteExpired),
+        1 => (ns, key).prop_map(|(n, k)| Step::ExpiresIn(n, k)),
+        2 => (1..2000u16).prop_map(Step::Advance),
+    ]
+}
+
+fn namespaces<S: NamespacedStore>(root: S) -> Vec<S> {
+    let a = root.with_namespace("a");
+    let ab = a.with_namespace("b");
+    let ab_flat = root.with_namespace("ab");
+    vec![root, a, ab, ab_flat]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// FileStore agrees with MemoryStore, step by step on one manual clock,
+    /// and after closing and reopening the file. `delete_expired` counts
+    /// agreeing shows the expiry index stayed exact.
+    #[test]
+    fn agrees_with_the_memory_store(steps in prop::collection::vec(step(), 1..40)) {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("model.redb");
+        let clock = ManualClock::new();
+        let open = || {
+            FileStore::builder(&path)
+                .clock(clock.clone())
+                .exclusive(true)
+                .durability(FileDurability::Periodic(Duration::from_secs(1)))
+                .open()
+                .unwrap()
+        };
+        let model = namespaces(MemoryStore::builder().clock(clock.clone()).build());
+        runtime().block_on(async {
+            let file = namespaces(open());
+            let ms = |t: u16| Duration::from_millis(u64::from(t));
+            for step in &steps {
+                match *step {
+                    Step::Set(n, k, t) => {
+                        let value = Bytes::from(format!("{step:?}"));
+                        let key = k.to_string();
+                        file[n].set(&key, value.clone(), t.map(ms)).await.unwrap();
+                        model[n].set(&key, value, t.map(ms)).await.unwrap();
+                    }
+                    Step::Get(n, k, t) => assert_eq!(
+                        file[n].get(&k.to_string(), t.map(ms)).await.unwrap(),
+                        model[n].get(&k.to_string(), t.map(ms)).await.unwrap(),
+                        "{step:?}"
+                    ),
+                    Step::Delete(n, k) => {
+                        file[n].delete(&k.to_string()).await.unwrap();
+                        model[n].delete(&k.to_string()).await.unwrap();
+                    }
+                    Step::DeleteAll(n) => {
+                        file[n].delete_all().await.unwrap();
+                        model[n].delete_all().await.unwrap();
+                    }
+                    Step::DeleteExpired(n) => assert_eq!(
+                        file[n].delete_expired().await.unwrap(),
+                        model[n].delete_expired().await,
+                        "{step:?}"
+                    ),
+                    Step::ExpiresIn(n, k) => assert_eq!(
+                        file[n].expires_in(&k.to_string()).await.unwrap(),
+                        model[n].expires_in(&k.to_string()).await.unwrap(),
+                        "{step:?}"
+                    ),
+                    Step::Advance(t) => clock.advance(ms(t)),
+                }
+            }
+            drop(file);
+            let file = namespaces(open());
+            for n in 0..4 {
+                for k in 0..5u8 {
+                    let key = k.to_string();
+                    assert_eq!(
+                        file[n].expires_in(&key).await.unwrap(),
+                        model[n].expires_in(&key).await.unwrap()
+                    );
+                    assert_eq!(
+                        file[n].get(&key, None).await.unwrap(),
+                        model[n].get(&key, None).await.unwrap()
+                    );
+                }
+            }
+            assert_eq!(
+                file[0].delete_expired().await.unwrap(),
+                model[0].delete_expired().await
+            );
+        });
+    }
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[test]
+fn a_directory_is_refused_by_name() {
+    let dir = TempDir::new().unwrap();
+    let err = FileStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&*dir.path().to_string_lossy()),
+        "{message}"
+    );
+    assert!(message.contains("directory"), "{message}");
+}
+
+#[test]
+fn a_missing_directory_is_an_error_unless_asked_to_create_it() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("a/b/store.redb");
+    let err = FileStore::open(&path).unwrap_err();
+    match &err {
+        Error::Io {
+            path: p, source, ..
+        } => {
+            assert_eq!(p, &path);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("create_directories"), "{err}");
+    assert!(!dir.path().join("a").exists(), "nothing was created");
+
+    FileStore::builder(&path)
+        .create_directories(true)
+        .open()
+        .unwrap();
+    assert!(path.is_file());
+}
+
+#[test]
+fn a_file_of_random_bytes_is_refused_and_left_unchanged() {
+    let dir = TempDir::new().unwrap();
+    for len in [1usize, 9, 4096, 100_000] {
+        let path = dir.path().join(format!("random-{len}"));
+        // A fixed xorshift stream: arbitrary bytes, the same every run.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64 ^ len as u64;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(&path, &bytes).unwrap();
+
+        let err = FileStore::open(&path).unwrap_err();
+        assert!(matches!(err, Error::Database { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains(&*path.to_string_lossy()), "{message}");
+        assert!(message.contains("not a kvstores database"), "{message}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{len} bytes");
+    }
+}
+
+#[test]
+fn another_programs_redb_file_is_refused_and_left_unchanged() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("other.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let table: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("theirs");
+        txn.open_table(table).unwrap().insert("a", "b").unwrap();
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = FileStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+    assert!(err.to_string().contains("another program"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn a_kvstores_file_of_another_format_version_is_refused_and_left_unchanged() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("future.redb");
+    drop(FileStore::open(&path).unwrap());
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("kvstores.meta");
+        txn.open_table(meta).unwrap().insert("format", 2).unwrap();
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = FileStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+    assert!(err.to_string().contains("format version 2"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn a_file_without_write_permission_is_refused_and_left_unchanged() {
+    let dir = TempDir::new().unwrap();
+    // Readable by everyone, writable by nobody but its owner.
+    let path = dir.path().join("store.redb");
+    drop(FileStore::open(&path).unwrap());
+    set_mode(dir.path(), 0o755);
+    set_mode(&path, 0o444);
+    let before = std::fs::read(&path).unwrap();
+
+    let outcome = if is_root() {
+        // Root ignores file modes, so the open runs in a child process as
+        // the unprivileged user `nobody` (uid 65534), for whom they hold.
+        let output = child("open", &path, "shared")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("root can start a process as nobody");
+        lines(&output.stdout).join("\n")
+    } else {
+        outcome_of(FileStore::open(&path))
+    };
+    assert!(outcome.starts_with("Io PermissionDenied"), "{outcome}");
+    assert!(outcome.contains(&*path.to_string_lossy()), "{outcome}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+// ---------------------------------------------------- processes and crashes
+
+#[test]
+fn processes_writing_at_once_see_all_of_each_others_writes() {
+    const CHILDREN: usize = 4;
+    const KEYS: usize = 300;
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = FileStore::open(&path).unwrap();
+    let children: Vec<Child> = (0..CHILDREN)
+        .map(|c| {
+            child("write", &path, &format!("c{c} {KEYS}"))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // This process writes too, while the children do.
+    let rt = runtime();
+    rt.block_on(async {
+        for i in 0..KEYS {
+            store
+                .set(&format!("parent-{i}"), b("p"), None)
+                .await
+                .unwrap();
+        }
+    });
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{:?}", output.status);
+        assert_eq!(lines(&output.stdout), ["done"]);
+    }
+    rt.block_on(async {
+        for c in 0..CHILDREN {
+            for i in 0..KEYS {
+                let key = format!("c{c}-{i}");
+                assert_eq!(store.get(&key, None).await.unwrap(), Some(b(&key)));
+            }
+        }
+        for i in 0..KEYS {
+            assert!(store.exists(&format!("parent-{i}")).await.unwrap());
+        }
+    });
+}
+
+#[test]
+fn every_acknowledged_write_survives_sigkill() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store.redb");
+    let mut writer = child("write-forever", &path, "").spawn().unwrap();
+    let mut acked = Vec::new();
+    let mut out = BufReader::new(writer.stdout.take().unwrap());
+    let mut line = String::new();
+    while acked.len() < 400 {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the child exited");
+        if let Some(key) = line.trim_end().strip_prefix("ack ") {
+            acked.push(key.to_owned());
+        }
+    }
+    writer.kill().unwrap(); // SIGKILL
+    writer.wait().unwrap();
+    // Acknowledgements already in the pipe count too.
+    for line in out.lines() {
+        if let Some(key) = line.unwrap().strip_prefix("ack ") {
+            acked.push(key.to_owned());
+        }
+    }
+
+    let store = FileStore::open(&path).unwrap();
+    runtime().block_on(async {
+        for key in &acked {
+            assert_eq!(store.get(key, None).await.unwrap(), Some(b(key)), "{key}");
+        }
+    });
+}
+
+#[test]
+fn an_exclusive_store_keeps_other_processes_out() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store.redb");
+
+    // Another process holds the file exclusively: every open here fails.
+    let mut holder = child("hold-exclusive", &path, "").spawn().unwrap();
+    let mut out = BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim_end() != "ready" {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the holder exited");
+    }
+    for exclusive in [false, true] {
+        let err = FileStore::builder(&path)
+            .exclusive(exclusive)
+            .open()
+            .unwrap_err();
+        assert!(matches!(err, Error::InUse { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    }
+    drop(holder.stdin.take()); // tells it to close the store and exit
+    assert!(holder.wait().unwrap().success());
+
+    // This process has it open, shared: an exclusive opener elsewhere fails.
+    let _store = FileStore::open(&path).unwrap();
+    let output = child("open", &path, "exclusive").output().unwrap();
+    assert_eq!(lines(&output.stdout), ["InUse"]);
+}
+
+// -------------------------------------------------- backup and compaction
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_is_a_consistent_snapshot_taken_while_writers_go_on() {
+    let dir = TempDir::new().unwrap();
+    let store = FileStore::open(dir.path().join("store.redb")).unwrap();
+    let ns = store.with_namespace("ns");
+    store.set("root", b("r"), None).await.unwrap();
+
+    // One writer, in order, so that any snapshot holds k0..kn and no more.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (ns, acked, stop) = (ns.clone(), acked.clone(), stop.clone());
+        async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                ns.set(&format!("k{i}"), b("v"), Some(Duration::from_secs(600)))
+                    .await
+                    .unwrap();
+                i += 1;
+                acked.store(i, Ordering::Release);
+            }
+        }
+    });
+    while acked.load(Ordering::Acquire) < 100 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = acked.load(Ordering::Acquire);
+    let dest = dir.path().join("backup.redb");
+    store.backup_to(&dest).await.unwrap();
+    let after = acked.load(Ordering::Acquire);
+    // Writes go on after the backup, and are not in it.
+    while acked.load(Ordering::Acquire) < after + 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let err = store.backup_to(&dest).await.unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "never overwrites: {err:?}");
+
+    let copy = FileStore::open(&dest).unwrap();
+    let copy_ns = copy.with_namespace("ns");
+    assert_eq!(copy.get("root", None).await.unwrap(), Some(b("r")));
+    let mut n = 0;
+    while copy_ns.exists(&format!("k{n}")).await.unwrap() {
+        n += 1;
+    }
+    assert!(
+        before <= n && n <= after + 1,
+        "{before} <= {n} <= {after} + 1"
+    );
+    for i in n..after + 20 {
+        assert!(
+            !copy_ns.exists(&format!("k{i}")).await.unwrap(),
+            "gap at k{n}"
+        );
+    }
+    assert!(copy_ns.expires_in("k0").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_returns_the_space_of_deleted_entries() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = FileStore::open(&path).unwrap();
+    let value = Bytes::from(vec![7u8; 64 * 1024]);
+    for i in 0..200 {
+        store
+            .set(&i.to_string(), value.clone(), None)
+            .await
+            .unwrap();
+    }
+    store.set("kept", b("v"), None).await.unwrap();
+    for i in 0..200 {
+        store.delete(&i.to_string()).await.unwrap();
+    }
+    let full = std::fs::metadata(&path).unwrap().len();
+    assert!(full > 10 << 20, "{full}");
+
+    assert!(store.compact().await.unwrap());
+    let compacted = std::fs::metadata(&path).unwrap().len();
+    assert!(compacted < full / 4, "{full} -> {compacted}");
+    assert_eq!(store.get("kept", None).await.unwrap(), Some(b("v")));
+    store.set("after", b("v"), None).await.unwrap();
+    assert!(store.exists("after").await.unwrap());
+}
+
+// ------------------------------------------------------------ child processes
+
+/// The main of a child process, when this binary runs with `KVSTORES_CHILD`
+/// set; otherwise a test that does nothing. It reports on stdout, one line
+/// per event, each written only once the event has happened.
+///
+/// - `write`, arg `PREFIX N`: 8 tasks set `PREFIX-i` to itself for i < N;
+///   prints `done`.
+/// - `write-forever`: 8 tasks set keys until killed, printing `ack KEY` after
+///   each set has returned.
+/// - `hold-exclusive`: opens the file exclusively, prints `ready`, and keeps
+///   it until stdin closes.
+/// - `open`, arg `shared|exclusive`: opens the file and prints the outcome
+///   (`opened`, or the error's variant and details).
+#[test]
+fn child_process() {
+    let Ok(role) = std::env::var("KVSTORES_CHILD") else {
+        return;
+    };
+    let path = PathBuf::from(std::env::var("KVSTORES_CHILD_PATH").unwrap());
+    let arg = std::env::var("KVSTORES_CHILD_ARG").unwrap();
+    let say = |line: &str| {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").unwrap();
+        out.flush().unwrap();
+    };
+    runtime().block_on(async {
+        match role.as_str() {
+            "write" => {
+                let (prefix, n) = arg.split_once(' ').unwrap();
+                let n: usize = n.parse().unwrap();
+                let store = FileStore::open(&path).unwrap();
+                let tasks: Vec<_> = (0..8)
+                    .map(|t| {
+                        let (store, prefix) = (store.clone(), prefix.to_owned());
+                        tokio::spawn(async move {
+                            for i in (t..n).step_by(8) {
+                                let key = format!("{prefix}-{i}");
+                                store.set(&key, b(&key), None).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
+                }
+                say("done");
+            }
+            "write-forever" => {
+                let store = FileStore::open(&path).unwrap();
+                let tasks: Vec<_> = (0..8)
+                    .map(|t| {
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            for i in 0.. {
+                                let key = format!("t{t}-{i}");
+                                store.set(&key, b(&key), None).await.unwrap();
+                                say(&format!("ack {key}"));
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
+                }
+            }
+            "hold-exclusive" => {
+                let store = FileStore::builder(&path).exclusive(true).open().unwrap();
+                say("ready");
+                let mut rest = String::new();
+                let _ = std::io::stdin().read_line(&mut rest);
+                drop(store);
+            }
+            "open" => {
+                let opened = FileStore::builder(&path)
+                    .exclusive(arg == "exclusive")
+                    .open();
+                say(&outcome_of(opened));
+            }
+            other => panic!("unknown child role {other}"),
+        }
+    });
+}
+
+fn outcome_of(opened: kvstores::Result<FileStore>) -> String {
+    match opened {
+        Ok(_) => "opened".into(),
+        Err(Error::InUse { .. }) => "InUse".into(),
+        Err(e @ Error::Io { .. }) => {
+            let Error::Io { source, .. } = &e else {
+                unreachable!()
+            };
+            format!("Io {:?}: {e}", source.kind())
+        }
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// This test binary, run as a child with `role` on the file at `path`.
+fn child(role: &str, path: &Path, arg: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["child_process", "--exact", "--nocapture", "--quiet"])
+        .env("KVSTORES_CHILD", role)
+        .env("KVSTORES_CHILD_PATH", path)
+        .env("KVSTORES_CHILD_ARG", arg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    command
+}
+
+/// The child's own lines, without the test harness's.
+fn lines(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("running ") && !l.starts_with("test "))
+        .filter(|l| !l.starts_with('.') && !l.contains("test result:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn is_root() -> bool {
+    // The owner of a file this process has just created is its effective uid.
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
+}
