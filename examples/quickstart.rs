@@ -1,25 +1,43 @@
-//! A tour of kvstores: get and set, expiry, renew-on-read, namespaces and a
-//! registry with a default factory.
+//! A tour of kvstores on its embedded default, a FileStore: get and set,
+//! expiry, renew-on-read, namespaces, and a registry with a default factory.
 //!
 //! ```text
-//! cargo run --example quickstart
+//! cargo run --example quickstart [PATH]     # default ./kvstores-data/store.redb
 //! ```
+//!
+//! Run it twice: the visit counter lives in the database file.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use kvstores::{Bytes, MemoryStore, NamespacedStore, Store, StoreRegistry};
+use kvstores::{Bytes, FileStore, NamespacedStore, Store, StoreRegistry};
 
 #[tokio::main]
 async fn main() -> kvstores::Result<()> {
-    let store = MemoryStore::new();
-    println!("store: {store:?}");
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "kvstores-data/store.redb".to_owned());
+    let store = FileStore::builder(&path).create_directories(true).open()?;
+    println!("opened {store:?}");
+
+    // Persistent state: this survives the process.
+    let visits = match store.get("visits", None).await? {
+        Some(n) => String::from_utf8_lossy(&n).parse::<u64>().unwrap_or(0) + 1,
+        None => 1,
+    };
+    store
+        .set("visits", Bytes::from(visits.to_string()), None)
+        .await?;
+    println!("visit number {visits} to this database");
 
     // get and set
     store
         .set("greeting", Bytes::from_static(b"hello"), None)
         .await?;
-    let greeting = store.get("greeting", None).await?;
-    println!("get greeting       -> {:?}", greeting);
+    println!(
+        "get greeting       -> {:?}",
+        store.get("greeting", None).await?
+    );
     println!(
         "get missing        -> {:?}",
         store.get("missing", None).await?
@@ -43,7 +61,7 @@ async fn main() -> kvstores::Result<()> {
         store.exists("flash").await?
     );
 
-    // renew on read: a session read keeps it alive
+    // renew on read: reading a session keeps it alive
     store
         .set(
             "session",
@@ -69,10 +87,6 @@ async fn main() -> kvstores::Result<()> {
         "app/cache greeting -> {:?}",
         cache.get("greeting", None).await?
     );
-    println!(
-        "root greeting      -> {:?} (untouched)",
-        store.get("greeting", None).await?
-    );
     app.delete_all().await?;
     println!(
         "after app.delete_all: app/cache greeting exists: {}, root greeting exists: {}",
@@ -83,8 +97,8 @@ async fn main() -> kvstores::Result<()> {
     // a registry hands out named stores through a default factory
     let root = store.clone();
     let registry = StoreRegistry::with_default_factory(move |name| root.with_namespace(name));
-    let rate_limits = registry.get("rate-limits");
-    rate_limits
+    let limits = registry.get("rate-limits");
+    limits
         .set(
             "203.0.113.9",
             Bytes::from_static(b"1"),
@@ -97,10 +111,12 @@ async fn main() -> kvstores::Result<()> {
     );
     println!(
         "same store both times: {}",
-        std::sync::Arc::ptr_eq(&rate_limits, &registry.get("rate-limits"))
+        Arc::ptr_eq(&limits, &registry.get("rate-limits"))
     );
 
-    let removed = store.delete_expired().await;
-    println!("delete_expired removed {removed} entries");
+    println!(
+        "delete_expired removed {} entries",
+        store.delete_expired().await?
+    );
     Ok(())
 }

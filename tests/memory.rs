@@ -1,4 +1,5 @@
 //! MemoryStore: the behaviour suite, then what only an in-process store does.
+#![cfg(feature = "memory")]
 
 mod suite;
 

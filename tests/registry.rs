@@ -1,4 +1,5 @@
 //! StoreRegistry: names, the default factory, overriding, and concurrency.
+#![cfg(feature = "memory")]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
