@@ -33,6 +33,21 @@ async fn fresh() -> FileStore {
 }
 
 contract_suite!(fresh());
+clocked_suite!(|clock: ManualClock| async move {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep();
+    FileStore::builder(dir.join("store.redb"))
+        .clock(clock)
+        .open()
+        .unwrap()
+});
+
+impl suite::clocked::Expiring for FileStore {
+    async fn purge(&self) -> usize {
+        self.delete_expired().await.unwrap()
+    }
+}
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
@@ -81,111 +96,6 @@ async fn data_and_expiries_survive_closing_and_reopening() {
     clock.advance(Duration::from_secs(10));
     assert!(!sessions.exists("ttl").await.unwrap());
     assert_eq!(root.delete_expired().await.unwrap(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_expires_exactly_at_its_deadline() {
-    let dir = TempDir::new().unwrap();
-    let clock = ManualClock::new();
-    let store = on_clock(&dir.path().join("s.redb"), &clock);
-    store
-        .set("k", b("v"), Some(Duration::from_millis(1000)))
-        .await
-        .unwrap();
-    clock.advance(Duration::from_millis(999));
-    assert_eq!(
-        store.expires_in("k").await.unwrap(),
-        Some(Duration::from_millis(1))
-    );
-    clock.advance(Duration::from_millis(1));
-    assert!(!store.exists("k").await.unwrap());
-    assert_eq!(
-        store.get("k", Some(Duration::from_secs(5))).await.unwrap(),
-        None
-    );
-    assert_eq!(store.expires_in("k").await.unwrap(), None);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renewal_moves_the_indexed_deadline() {
-    let dir = TempDir::new().unwrap();
-    let clock = ManualClock::new();
-    let store = on_clock(&dir.path().join("s.redb"), &clock);
-    store
-        .set("k", b("v"), Some(Duration::from_secs(10)))
-        .await
-        .unwrap();
-    clock.advance(Duration::from_secs(8));
-    store.get("k", Some(Duration::from_secs(5))).await.unwrap();
-    clock.advance(Duration::from_secs(4));
-    assert_eq!(
-        store.delete_expired().await.unwrap(),
-        0,
-        "the old deadline has passed, the new one not"
-    );
-    clock.advance(Duration::from_secs(1));
-    assert_eq!(store.delete_expired().await.unwrap(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_expired_removes_and_counts_only_what_has_expired() {
-    let dir = TempDir::new().unwrap();
-    let clock = ManualClock::new();
-    let store = on_clock(&dir.path().join("s.redb"), &clock);
-    for i in 0..100 {
-        let ttl = match i % 4 {
-            0 => None,
-            1 => Some(Duration::from_secs(1)),
-            2 => Some(Duration::from_secs(2)),
-            _ => Some(Duration::from_secs(60)),
-        };
-        store
-            .set(&format!("k{i}"), Bytes::new(), ttl)
-            .await
-            .unwrap();
-    }
-    // Overwritten and deleted keys leave nothing behind in the index.
-    store
-        .set("overwritten", Bytes::new(), Some(Duration::from_secs(1)))
-        .await
-        .unwrap();
-    store.set("overwritten", Bytes::new(), None).await.unwrap();
-    store
-        .set("deleted", Bytes::new(), Some(Duration::from_secs(1)))
-        .await
-        .unwrap();
-    store.delete("deleted").await.unwrap();
-
-    assert_eq!(store.delete_expired().await.unwrap(), 0);
-    clock.advance(Duration::from_secs(1));
-    assert_eq!(store.delete_expired().await.unwrap(), 25);
-    clock.advance(Duration::from_secs(1));
-    assert_eq!(store.delete_expired().await.unwrap(), 25);
-    assert_eq!(store.delete_expired().await.unwrap(), 0);
-    for i in 0..100 {
-        let live = i % 4 == 0 || i % 4 == 3;
-        assert_eq!(store.exists(&format!("k{i}")).await.unwrap(), live, "k{i}");
-    }
-    assert!(store.exists("overwritten").await.unwrap());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_expired_on_a_namespace_covers_it_and_its_descendants_only() {
-    let dir = TempDir::new().unwrap();
-    let clock = ManualClock::new();
-    let root = on_clock(&dir.path().join("s.redb"), &clock);
-    let parent = root.with_namespace("parent");
-    let child = parent.with_namespace("child");
-    let sibling = root.with_namespace("parent2");
-    for store in [&root, &parent, &child, &sibling] {
-        store
-            .set("k", Bytes::new(), Some(Duration::from_secs(1)))
-            .await
-            .unwrap();
-    }
-    clock.advance(Duration::from_secs(1));
-    assert_eq!(parent.delete_expired().await.unwrap(), 2);
-    assert_eq!(root.delete_expired().await.unwrap(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

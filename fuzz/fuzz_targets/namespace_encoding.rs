@@ -27,9 +27,19 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let Input { path, key, other_path, other_key, namespace_depth } = input;
+    let Input {
+        path,
+        key,
+        other_path,
+        other_key,
+        namespace_depth,
+    } = input;
     let depth = usize::from(namespace_depth);
-    let namespace: &[String] = if depth <= path.len() { &path[..depth] } else { &other_path };
+    let namespace: &[String] = if depth <= path.len() {
+        &path[..depth]
+    } else {
+        &other_path
+    };
 
     // Table form: round trip, injectivity, ranges.
     let stored = table_key(&table_prefix(&path), &key);
@@ -43,7 +53,11 @@ fuzz_target!(|input: Input| {
     for (p, s) in [(&path, &stored), (&other_path, &other_stored)] {
         let in_range = s.as_slice() >= start.as_slice()
             && end.as_ref().is_none_or(|end| s.as_slice() < end.as_slice());
-        assert_eq!(in_range, p.starts_with(namespace), "table range of {namespace:?} vs {p:?}");
+        assert_eq!(
+            in_range,
+            p.starts_with(namespace),
+            "table range of {namespace:?} vs {p:?}"
+        );
     }
 
     // Redis form: only namespaced stores (a root segment at least) encode.
@@ -56,7 +70,9 @@ fuzz_target!(|input: Input| {
     if (&path, &key) != (&other_path, &other_key) {
         assert_ne!(stored, other_stored);
     }
-    let Some(prefix) = redis_prefix(namespace) else { return };
+    let Some(prefix) = redis_prefix(namespace) else {
+        return;
+    };
     let pattern = redis_pattern(&prefix);
     for (p, s) in [(&path, &stored), (&other_path, &other_stored)] {
         assert_eq!(

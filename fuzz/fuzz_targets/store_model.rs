@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use kvstores::{Error, FileStore, ManualClock, MemoryStore, NamespacedStore, Store};
+use kvstores::{
+    Error, FileDurability, FileStore, ManualClock, MemoryStore, NamespacedStore, Store,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// Namespace paths chosen to collide if the encoding or the isolation were
@@ -29,14 +31,38 @@ const KEYS: &[&str] = &["", "k", "b", "a:b", "b:c", "*", "\0", "ключ"];
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Set { path: u8, key: u8, value: u8, ttl_ms: Option<u16> },
-    Get { path: u8, key: u8, renew_ms: Option<u16> },
-    Delete { path: u8, key: u8 },
-    DeleteAll { path: u8 },
-    Exists { path: u8, key: u8 },
-    ExpiresIn { path: u8, key: u8 },
-    DeleteExpired { path: u8 },
-    Advance { ms: u16 },
+    Set {
+        path: u8,
+        key: u8,
+        value: u8,
+        ttl_ms: Option<u16>,
+    },
+    Get {
+        path: u8,
+        key: u8,
+        renew_ms: Option<u16>,
+    },
+    Delete {
+        path: u8,
+        key: u8,
+    },
+    DeleteAll {
+        path: u8,
+    },
+    Exists {
+        path: u8,
+        key: u8,
+    },
+    ExpiresIn {
+        path: u8,
+        key: u8,
+    },
+    DeleteExpired {
+        path: u8,
+    },
+    Advance {
+        ms: u16,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -53,7 +79,9 @@ struct Model {
 
 impl Model {
     fn live(&self, at: &(Vec<String>, String), now: u64) -> Option<&Entry> {
-        self.entries.get(at).filter(|e| e.deadline.is_none_or(|d| now < d))
+        self.entries
+            .get(at)
+            .filter(|e| e.deadline.is_none_or(|d| now < d))
     }
 }
 
@@ -65,14 +93,23 @@ enum Backend {
 impl Backend {
     fn store(&self, path: &[&str]) -> Box<dyn Store> {
         match self {
-            Backend::Memory(root) => Box::new(path.iter().fold(root.clone(), |s, n| s.with_namespace(n))),
-            Backend::File(root) => Box::new(path.iter().fold(root.clone(), |s, n| s.with_namespace(n))),
+            Backend::Memory(root) => {
+                Box::new(path.iter().fold(root.clone(), |s, n| s.with_namespace(n)))
+            }
+            Backend::File(root) => {
+                Box::new(path.iter().fold(root.clone(), |s, n| s.with_namespace(n)))
+            }
         }
     }
 
     async fn delete_expired(&self, path: &[&str]) -> usize {
         match self {
-            Backend::Memory(root) => path.iter().fold(root.clone(), |s, n| s.with_namespace(n)).delete_expired().await,
+            Backend::Memory(root) => {
+                path.iter()
+                    .fold(root.clone(), |s, n| s.with_namespace(n))
+                    .delete_expired()
+                    .await
+            }
             Backend::File(root) => path
                 .iter()
                 .fold(root.clone(), |s, n| s.with_namespace(n))
@@ -97,14 +134,25 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let clock = ManualClock::new();
         let dir = tempfile::tempdir().expect("a temporary directory");
+        // Exclusive and periodically durable: the model checks semantics,
+        // not fsync, and a durable commit per step would make each input
+        // take milliseconds.
         let file = FileStore::builder(dir.path().join("model.redb"))
             .clock(clock.clone())
+            .exclusive(true)
+            .durability(FileDurability::Periodic(Duration::from_secs(1)))
             .open()
             .expect("a FileStore");
         World {
-            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
             backends: vec![
-                ("memory", Backend::Memory(MemoryStore::builder().clock(clock.clone()).build())),
+                (
+                    "memory",
+                    Backend::Memory(MemoryStore::builder().clock(clock.clone()).build()),
+                ),
                 ("file", Backend::File(file)),
             ],
             clock,
@@ -143,34 +191,74 @@ fuzz_target!(|ops: Vec<Op>| {
 async fn step(name: &str, backend: &Backend, model: &Model, op: &Op, now: u64) {
     let ms = |v: u16| Duration::from_millis(u64::from(v));
     match *op {
-        Op::Set { path, key, value, ttl_ms } => {
+        Op::Set {
+            path,
+            key,
+            value,
+            ttl_ms,
+        } => {
             let store = backend.store(pick(PATHS, path));
-            let result = store.set(pick(KEYS, key), Bytes::from(vec![value]), ttl_ms.map(ms)).await;
-            assert_eq!(result.is_err(), ttl_ms == Some(0), "{name}: {op:?}: {result:?}");
+            let result = store
+                .set(pick(KEYS, key), Bytes::from(vec![value]), ttl_ms.map(ms))
+                .await;
+            assert_eq!(
+                result.is_err(),
+                ttl_ms == Some(0),
+                "{name}: {op:?}: {result:?}"
+            );
             if let Err(e) = result {
                 assert!(matches!(e, Error::InvalidArgument { .. }), "{name}: {e:?}");
             }
         }
-        Op::Get { path, key, renew_ms } => {
+        Op::Get {
+            path,
+            key,
+            renew_ms,
+        } => {
             let at = (owned(pick(PATHS, path)), pick(KEYS, key).to_string());
-            let got = backend.store(pick(PATHS, path)).get(&at.1, renew_ms.map(ms)).await;
+            let got = backend
+                .store(pick(PATHS, path))
+                .get(&at.1, renew_ms.map(ms))
+                .await;
             if renew_ms == Some(0) {
-                assert!(matches!(got, Err(Error::InvalidArgument { .. })), "{name}: {op:?}: {got:?}");
+                assert!(
+                    matches!(got, Err(Error::InvalidArgument { .. })),
+                    "{name}: {op:?}: {got:?}"
+                );
             } else {
-                assert_eq!(got.unwrap(), model.live(&at, now).map(|e| e.value.clone()), "{name}: {op:?}");
+                assert_eq!(
+                    got.unwrap(),
+                    model.live(&at, now).map(|e| e.value.clone()),
+                    "{name}: {op:?}"
+                );
             }
         }
-        Op::Delete { path, key } => backend.store(pick(PATHS, path)).delete(pick(KEYS, key)).await.unwrap(),
+        Op::Delete { path, key } => backend
+            .store(pick(PATHS, path))
+            .delete(pick(KEYS, key))
+            .await
+            .unwrap(),
         Op::DeleteAll { path } => backend.store(pick(PATHS, path)).delete_all().await.unwrap(),
         Op::Exists { path, key } => {
             let at = (owned(pick(PATHS, path)), pick(KEYS, key).to_string());
-            let got = backend.store(pick(PATHS, path)).exists(&at.1).await.unwrap();
+            let got = backend
+                .store(pick(PATHS, path))
+                .exists(&at.1)
+                .await
+                .unwrap();
             assert_eq!(got, model.live(&at, now).is_some(), "{name}: {op:?}");
         }
         Op::ExpiresIn { path, key } => {
             let at = (owned(pick(PATHS, path)), pick(KEYS, key).to_string());
-            let got = backend.store(pick(PATHS, path)).expires_in(&at.1).await.unwrap();
-            let want = model.live(&at, now).and_then(|e| e.deadline).map(|d| Duration::from_millis(d - now));
+            let got = backend
+                .store(pick(PATHS, path))
+                .expires_in(&at.1)
+                .await
+                .unwrap();
+            let want = model
+                .live(&at, now)
+                .and_then(|e| e.deadline)
+                .map(|d| Duration::from_millis(d - now));
             assert_eq!(got, want, "{name}: {op:?}");
         }
         Op::DeleteExpired { path } => {
@@ -178,9 +266,15 @@ async fn step(name: &str, backend: &Backend, model: &Model, op: &Op, now: u64) {
             let want = model
                 .entries
                 .iter()
-                .filter(|((p, _), e)| p.starts_with(&namespace) && e.deadline.is_some_and(|d| d <= now))
+                .filter(|((p, _), e)| {
+                    p.starts_with(&namespace) && e.deadline.is_some_and(|d| d <= now)
+                })
                 .count();
-            assert_eq!(backend.delete_expired(pick(PATHS, path)).await, want, "{name}: {op:?}");
+            assert_eq!(
+                backend.delete_expired(pick(PATHS, path)).await,
+                want,
+                "{name}: {op:?}"
+            );
         }
         Op::Advance { .. } => {}
     }
@@ -188,20 +282,42 @@ async fn step(name: &str, backend: &Backend, model: &Model, op: &Op, now: u64) {
 
 fn apply(model: &mut Model, op: &Op, now: u64, clock: &ManualClock) {
     match *op {
-        Op::Set { ttl_ms: Some(0), .. } | Op::Get { renew_ms: Some(0), .. } => {}
-        Op::Set { path, key, value, ttl_ms } => {
+        Op::Set {
+            ttl_ms: Some(0), ..
+        }
+        | Op::Get {
+            renew_ms: Some(0), ..
+        } => {}
+        Op::Set {
+            path,
+            key,
+            value,
+            ttl_ms,
+        } => {
             let deadline = ttl_ms.map(|ms| now + u64::from(ms));
             let at = (owned(pick(PATHS, path)), pick(KEYS, key).to_string());
-            model.entries.insert(at, Entry { value: Bytes::from(vec![value]), deadline });
+            model.entries.insert(
+                at,
+                Entry {
+                    value: Bytes::from(vec![value]),
+                    deadline,
+                },
+            );
         }
-        Op::Get { path, key, renew_ms: Some(ms) } => {
+        Op::Get {
+            path,
+            key,
+            renew_ms: Some(ms),
+        } => {
             let at = (owned(pick(PATHS, path)), pick(KEYS, key).to_string());
             if model.live(&at, now).is_some_and(|e| e.deadline.is_some()) {
                 model.entries.get_mut(&at).unwrap().deadline = Some(now + u64::from(ms));
             }
         }
         Op::Delete { path, key } => {
-            model.entries.remove(&(owned(pick(PATHS, path)), pick(KEYS, key).to_string()));
+            model
+                .entries
+                .remove(&(owned(pick(PATHS, path)), pick(KEYS, key).to_string()));
         }
         Op::DeleteAll { path } => {
             let namespace = owned(pick(PATHS, path));
@@ -209,9 +325,9 @@ fn apply(model: &mut Model, op: &Op, now: u64, clock: &ManualClock) {
         }
         Op::DeleteExpired { path } => {
             let namespace = owned(pick(PATHS, path));
-            model
-                .entries
-                .retain(|(p, _), e| !(p.starts_with(&namespace) && e.deadline.is_some_and(|d| d <= now)));
+            model.entries.retain(|(p, _), e| {
+                !(p.starts_with(&namespace) && e.deadline.is_some_and(|d| d <= now))
+            });
         }
         Op::Advance { ms } => clock.advance(Duration::from_millis(u64::from(ms))),
         Op::Get { .. } | Op::Exists { .. } | Op::ExpiresIn { .. } => {}

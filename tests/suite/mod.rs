@@ -13,6 +13,8 @@
 //! after waiting several times that.
 #![allow(dead_code)]
 
+pub mod clocked;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
