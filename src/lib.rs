@@ -55,12 +55,22 @@
 //!   expiry index, group commit on a writer thread, shared by processes.
 //! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
 //!   multiplexed, reconnecting connection per root store.
+//! - `listing` — [`Entries`], the page-by-page listing of a file's or a
+//!   server's namespace, and the [`Entry`]s it returns.
+//! - `export` — the JSON-lines format that carries entries between stores
+//!   (feature `export`).
+//! - `bin/kvstores` — the `kvstores` command (feature `cli`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 mod error;
+#[cfg(feature = "export")]
+#[cfg_attr(docsrs, doc(cfg(feature = "export")))]
+pub mod export;
 #[cfg(feature = "file")]
 mod file;
+#[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+mod listing;
 #[cfg(feature = "memory")]
 mod memory;
 pub mod namespace;
@@ -93,7 +103,13 @@ pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
-pub use file::{FileDurability, FileStore, FileStoreBuilder};
+pub use file::{FileDurability, FileStore, FileStoreBuilder, FileUsage};
+#[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "file", feature = "redis", feature = "valkey")))
+)]
+pub use listing::{Entries, Entry, ListOptions};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};

@@ -67,6 +67,7 @@ use crate::clock::opt_ttl_millis;
 use crate::namespace::{redis_key, redis_pattern, redis_prefix};
 use crate::{Error, Result};
 
+pub(crate) mod list;
 mod options;
 mod store;
 

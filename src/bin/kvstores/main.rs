@@ -1,0 +1,2 @@
+//! The `kvstores` command (being written).
+fn main() {}
