@@ -153,6 +153,10 @@ impl Core {
         &self.path
     }
 
+    pub(crate) fn server(&self) -> &str {
+        &self.shared.server
+    }
+
     pub(crate) fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(name)
             .field("server", &self.shared.server)
