@@ -69,7 +69,12 @@ mod error;
 pub mod export;
 #[cfg(feature = "file")]
 mod file;
-#[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+#[cfg(any(
+    feature = "file",
+    feature = "redis",
+    feature = "valkey",
+    feature = "export"
+))]
 mod listing;
 #[cfg(feature = "memory")]
 mod memory;
@@ -104,10 +109,20 @@ pub use error::{Error, Result};
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileDurability, FileStore, FileStoreBuilder, FileUsage};
-#[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+#[cfg(any(
+    feature = "file",
+    feature = "redis",
+    feature = "valkey",
+    feature = "export"
+))]
 #[cfg_attr(
     docsrs,
-    doc(cfg(any(feature = "file", feature = "redis", feature = "valkey")))
+    doc(cfg(any(
+        feature = "file",
+        feature = "redis",
+        feature = "valkey",
+        feature = "export"
+    )))
 )]
 pub use listing::{Entries, Entry, ListOptions};
 #[cfg(feature = "memory")]

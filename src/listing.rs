@@ -121,7 +121,6 @@ pub(crate) enum Source {
     #[cfg(any(feature = "redis", feature = "valkey"))]
     Server(crate::redis::list::ServerCursor),
     /// A listing that is over (or was empty from the start).
-    #[allow(dead_code)] // built only by some features' backends
     Done,
 }
 
