@@ -311,6 +311,13 @@ fn redis_commands_work_in_a_namespace() {
     assert!(run(&["-n", "s", "ttl", "k"]).starts_with("59m"));
     run(&["-n", "s", "get", "k", "--renew", "2h"]);
     assert!(run(&["-n", "s", "ttl", "k"]).starts_with("1h 59m"));
+    let own = run(&["--json", "keys"]);
+    assert_eq!(
+        own.lines().count(),
+        1,
+        "only the namespace's own key: {own}"
+    );
+    assert_eq!(json(&own)["key"], "top");
     let keys = run(&["keys", "-r"]);
     assert!(keys.contains("  s          k\n"), "{keys}");
     assert!(keys.ends_with("2 keys\n"), "{keys}");

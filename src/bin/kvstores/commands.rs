@@ -262,7 +262,8 @@ async fn purge_expired(target: &Target, json: bool) -> Result<(), Failure> {
     if json {
         println!("{}", json!({ "removed": removed }));
     } else if target.file().is_some() {
-        println!("Removed {} expired entries.", format_count(removed as u64));
+        let noun = if removed == 1 { "entry" } else { "entries" };
+        println!("Removed {} expired {noun}.", format_count(removed as u64));
     } else {
         println!("Removed 0 expired entries: the server removes expired keys itself.");
     }

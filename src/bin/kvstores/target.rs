@@ -106,8 +106,8 @@ impl Target {
     }
 }
 
-/// Says where the target is, for messages: `file /x/store.redb, namespace
-/// a/b` or `server 127.0.0.1:6379, namespace kvstores/a`.
+/// Says where the target is, for messages: `file /x/store.redb (namespace
+/// a/b)` or `server 127.0.0.1:6379 (namespace kvstores/a)`.
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (place, path) = match self {
@@ -120,9 +120,9 @@ impl fmt::Display for Target {
             }
         };
         if path.is_empty() {
-            write!(f, "{place}, root namespace")
+            write!(f, "{place} (root namespace)")
         } else {
-            write!(f, "{place}, namespace {}", path.join("/"))
+            write!(f, "{place} (namespace {})", path.join("/"))
         }
     }
 }
