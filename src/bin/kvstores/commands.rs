@@ -145,27 +145,33 @@ async fn keys(
         .descendants(recursive);
     let mut listing = target.entries(options);
     let mut stdout = BufWriter::new(std::io::stdout().lock());
-    if !json {
-        let header = if recursive {
-            format!("{:>10}  {:<12}  {}", "SIZE", "EXPIRES IN", "NAMESPACE  KEY")
+    let header = |width: usize| {
+        let last = if recursive {
+            format!("{:<width$}  KEY", "NAMESPACE")
         } else {
-            format!("{:>10}  {:<12}  {}", "SIZE", "EXPIRES IN", "KEY")
+            "KEY".to_owned()
         };
-        writeln!(stdout, "{}", paint(&header, BOLD, Stream::Stdout))?;
-    }
+        let header = format!("{:>10}  {:<12}  {last}", "SIZE", "EXPIRES IN");
+        paint(&header, BOLD, Stream::Stdout)
+    };
+    // The namespace column's width: the widest of the first page (later
+    // pages keep it, or overflow it: the table must not wait for the last).
+    let mut width = None;
     let mut count = 0u64;
     // Rows are written as pages arrive: a listing of millions of keys
     // starts printing at once and never sits in memory.
     while let Some(page) = listing.next_page().await? {
         let now = now_millis();
-        // Namespaces are padded to the widest of the page: pages arrive one
-        // at a time, and the table must not wait for the last.
-        let width = page
-            .iter()
-            .map(|e| namespace_label(&e.namespace).chars().count())
-            .max()
-            .unwrap_or(0)
-            .max("NAMESPACE".len());
+        let width = *width.get_or_insert_with(|| {
+            page.iter()
+                .map(|e| namespace_label(&e.namespace).chars().count())
+                .max()
+                .unwrap_or(0)
+                .max("NAMESPACE".len())
+        });
+        if !json && count == 0 {
+            writeln!(stdout, "{}", header(width))?;
+        }
         for entry in page {
             count += 1;
             if json {
@@ -200,6 +206,9 @@ async fn keys(
         }
     }
     if !json {
+        if count == 0 {
+            writeln!(stdout, "{}", header("NAMESPACE".len()))?;
+        }
         let noun = if count == 1 { "key" } else { "keys" };
         writeln!(stdout, "{} {noun}", format_count(count))?;
     }
