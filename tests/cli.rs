@@ -337,6 +337,24 @@ fn redis_commands_work_in_a_namespace() {
     assert!(compact.contains("FileStore"), "{compact}");
 }
 
+/// A `valkey://` URL reaches a Valkey server, listing and importing alike.
+#[test]
+fn valkey_urls_work_too() {
+    let url = Server::shared(Kind::Valkey).url();
+    assert!(url.starts_with("valkey://"));
+    let root = unique("cli-valkey");
+    let base = ["--url", url.as_str(), "--root", root.as_str()];
+    let line = r#"{"namespace":["n"],"key":"k","value":"dg==","expires_at":4102444800000}"#;
+    let out = kv_with_input(&[&base[..], &["import"]].concat(), line.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ok(&[&base[..], &["export"]].concat()), format!("{line}\n"));
+    assert_eq!(ok(&[&base[..], &["-n", "n", "get", "k"]].concat()), "v");
+}
+
 /// Each failure is one line on stderr and a non-zero exit.
 #[test]
 fn errors_are_one_clear_line() {

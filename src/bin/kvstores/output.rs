@@ -56,7 +56,7 @@ pub fn progress(what: &'static str, total: Option<u64>) -> ProgressBar {
         ),
         None => ProgressBar::new_spinner().with_style(
             ProgressStyle::with_template(&format!(
-                "{{spinner}} [{{elapsed_precise}}] {{human_pos}} {what} ({{per_sec}})"
+                "{{spinner}} [{{elapsed_precise}}] {{human_pos}} {what}"
             ))
             .expect("a valid template"),
         ),
