@@ -134,6 +134,10 @@ async fn ttl(target: &Target, key: &str, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Rows the `keys` table holds back to size its namespace column; after
+/// them it streams, so a listing of millions never sits in memory.
+const TABLE_SAMPLE: usize = 1000;
+
 async fn keys(
     target: &Target,
     prefix: Option<String>,
@@ -145,36 +149,15 @@ async fn keys(
         .descendants(recursive);
     let mut listing = target.entries(options);
     let mut stdout = BufWriter::new(std::io::stdout().lock());
-    let header = |width: usize| {
-        let last = if recursive {
-            format!("{:<width$}  KEY", "NAMESPACE")
-        } else {
-            "KEY".to_owned()
-        };
-        let header = format!("{:>10}  {:<12}  {last}", "SIZE", "EXPIRES IN");
-        paint(&header, BOLD, Stream::Stdout)
+    let mut table = Table {
+        recursive,
+        width: None,
+        held: Vec::new(),
+        count: 0,
     };
-    // The namespace column's width: the widest of the first page (later
-    // pages keep it, or overflow it: the table must not wait for the last).
-    let mut width = None;
-    let mut count = 0u64;
-    // Rows are written as pages arrive: a listing of millions of keys
-    // starts printing at once and never sits in memory.
     while let Some(page) = listing.next_page().await? {
-        let now = now_millis();
-        let width = *width.get_or_insert_with(|| {
-            page.iter()
-                .map(|e| namespace_label(&e.namespace).chars().count())
-                .max()
-                .unwrap_or(0)
-                .max("NAMESPACE".len())
-        });
-        if !json && count == 0 {
-            writeln!(stdout, "{}", header(width))?;
-        }
-        for entry in page {
-            count += 1;
-            if json {
+        if json {
+            for entry in page {
                 let line = json!({
                     "namespace": entry.namespace,
                     "key": entry.key,
@@ -182,38 +165,83 @@ async fn keys(
                     "expires_at": entry.expires_at,
                 });
                 writeln!(stdout, "{line}")?;
-                continue;
             }
+        } else {
+            table.add(page, &mut stdout)?;
+        }
+    }
+    if !json {
+        table.finish(&mut stdout)?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The `keys` table: rows are held until [`TABLE_SAMPLE`] of them (or the
+/// end) size the namespace column, then written as they come; a later,
+/// wider namespace overflows the column rather than wait for the last page
+/// (a SCAN hands out a few keys per page).
+struct Table {
+    recursive: bool,
+    width: Option<usize>,
+    held: Vec<Entry>,
+    count: u64,
+}
+
+impl Table {
+    fn add(&mut self, page: Vec<Entry>, out: &mut impl Write) -> std::io::Result<()> {
+        self.held.extend(page);
+        if self.width.is_some() || self.held.len() >= TABLE_SAMPLE {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, out: &mut impl Write) -> std::io::Result<()> {
+        self.flush(out)?;
+        let noun = if self.count == 1 { "key" } else { "keys" };
+        writeln!(out, "{} {noun}", format_count(self.count))
+    }
+
+    fn flush(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        let width = match self.width {
+            Some(width) => width,
+            None => {
+                let width = self
+                    .held
+                    .iter()
+                    .map(|e| namespace_label(&e.namespace).chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .max("NAMESPACE".len());
+                let last = if self.recursive {
+                    format!("{:<width$}  KEY", "NAMESPACE")
+                } else {
+                    "KEY".to_owned()
+                };
+                let header = format!("{:>10}  {:<12}  {last}", "SIZE", "EXPIRES IN");
+                writeln!(out, "{}", paint(&header, BOLD, Stream::Stdout))?;
+                *self.width.insert(width)
+            }
+        };
+        let now = now_millis();
+        for entry in self.held.drain(..) {
+            self.count += 1;
             let expires = match entry.expires_at {
                 Some(at) => format_duration(Duration::from_millis(at.saturating_sub(now).max(1))),
                 None => "never".to_owned(),
             };
+            let size = format_bytes(entry.size);
             let key = printable(&entry.key);
-            if recursive {
+            if self.recursive {
                 let namespace = namespace_label(&entry.namespace);
-                writeln!(
-                    stdout,
-                    "{:>10}  {expires:<12}  {namespace:<width$}  {key}",
-                    format_bytes(entry.size)
-                )?;
+                writeln!(out, "{size:>10}  {expires:<12}  {namespace:<width$}  {key}")?;
             } else {
-                writeln!(
-                    stdout,
-                    "{:>10}  {expires:<12}  {key}",
-                    format_bytes(entry.size)
-                )?;
+                writeln!(out, "{size:>10}  {expires:<12}  {key}")?;
             }
         }
+        Ok(())
     }
-    if !json {
-        if count == 0 {
-            writeln!(stdout, "{}", header("NAMESPACE".len()))?;
-        }
-        let noun = if count == 1 { "key" } else { "keys" };
-        writeln!(stdout, "{} {noun}", format_count(count))?;
-    }
-    stdout.flush()?;
-    Ok(())
 }
 
 /// A namespace path as the `keys` table shows it: `a/b`, or `.` for the

@@ -30,7 +30,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "kvstores", version, max_term_width = 100)]
 pub struct Cli {
     /// The FileStore database file.
-    #[arg(long, global = true, value_name = "PATH", env = "KVSTORES_FILE")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "KVSTORES_FILE",
+        hide_env_values = true
+    )]
     file: Option<PathBuf>,
 
     /// The Redis/Valkey server, e.g. redis://127.0.0.1:6379/0 or
