@@ -32,7 +32,10 @@
 //! | `RedisStore` | `redis` | a Redis server | many processes, many machines |
 //! | `ValkeyStore` | `valkey` | a Valkey (or Redis) server | the same, with Valkey's defaults |
 //!
-//! The `full` feature turns on every backend.
+//! The `full` feature turns on every backend. `export` adds the JSON-lines
+//! format that moves entries between stores (`kvstores::export`), and `cli`
+//! builds the `kvstores` command on top of it (`cargo install kvstores
+//! --features cli`).
 //!
 //! # Semantics
 //!
