@@ -24,9 +24,10 @@ use crate::{Error, Result};
 /// Rows read per page (live or not): bounds the time a page holds a read
 /// transaction and the memory it takes.
 const PAGE: usize = 1000;
-/// Writes an import keeps in flight: enough to fill the writer's group
-/// commits, so an import costs a few commits per thousand entries.
-const IN_FLIGHT: usize = 1024;
+/// Writes an import keeps in flight: enough to fill the writer's largest
+/// group commit (4,096 writes), so an import costs one commit per few
+/// thousand entries.
+const IN_FLIGHT: usize = 4096;
 
 /// What a namespace of a file holds, from [`FileStore::usage`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -20,8 +20,14 @@ use crate::output::{
 use crate::target::{Create, Target};
 use crate::{Cli, Command, Failure};
 
-/// Entries an import hands to the store at once.
-const IMPORT_BATCH: usize = 1000;
+/// Entries an import hands to the store at once: large batches let a
+/// FileStore put thousands of writes in each commit (100,000 entries of 100
+/// bytes imported about twice as fast as with batches of 1,000, in key
+/// order or not)...
+const IMPORT_BATCH: usize = 10_000;
+/// ...unless their values add up to this many bytes first, which bounds
+/// the memory an import of large values takes.
+const IMPORT_BATCH_BYTES: u64 = 64 << 20;
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let create = match cli.command {
@@ -456,6 +462,7 @@ async fn import(target: &Target, input: Option<PathBuf>, json: bool) -> Result<(
     let bar = progress("imported", total);
     let (mut read, mut written) = (0u64, 0u64);
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut batch_bytes = 0;
     for (number, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| Failure::Error(format!("cannot read {name}: {e}")))?;
         if total.is_some() {
@@ -466,9 +473,11 @@ async fn import(target: &Target, input: Option<PathBuf>, json: bool) -> Result<(
         }
         let entry = export::from_line(&line)
             .map_err(|e| Failure::Error(format!("{name}, line {}: {e}", number + 1)))?;
+        batch_bytes += entry.size;
         batch.push(entry);
         read += 1;
-        if batch.len() == IMPORT_BATCH {
+        if batch.len() == IMPORT_BATCH || batch_bytes >= IMPORT_BATCH_BYTES {
+            batch_bytes = 0;
             written += target.import(std::mem::take(&mut batch)).await? as u64;
             if total.is_none() {
                 bar.set_position(written);
