@@ -32,7 +32,10 @@
 //! | `RedisStore` | `redis` | a Redis server | many processes, many machines |
 //! | `ValkeyStore` | `valkey` | a Valkey (or Redis) server | the same, with Valkey's defaults |
 //!
-//! The `full` feature turns on every backend.
+//! The `full` feature turns on every backend. `export` adds the JSON-lines
+//! format that moves entries between stores (`kvstores::export`), and `cli`
+//! builds the `kvstores` command on top of it (`cargo install kvstores
+//! --features cli`).
 //!
 //! # Semantics
 //!
@@ -55,12 +58,27 @@
 //!   expiry index, group commit on a writer thread, shared by processes.
 //! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
 //!   multiplexed, reconnecting connection per root store.
+//! - `listing` — [`Entries`], the page-by-page listing of a file's or a
+//!   server's namespace, and the [`Entry`]s it returns.
+//! - `export` — the JSON-lines format that carries entries between stores
+//!   (feature `export`).
+//! - `bin/kvstores` — the `kvstores` command (feature `cli`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 mod error;
+#[cfg(feature = "export")]
+#[cfg_attr(docsrs, doc(cfg(feature = "export")))]
+pub mod export;
 #[cfg(feature = "file")]
 mod file;
+#[cfg(any(
+    feature = "file",
+    feature = "redis",
+    feature = "valkey",
+    feature = "export"
+))]
+mod listing;
 #[cfg(feature = "memory")]
 mod memory;
 pub mod namespace;
@@ -93,7 +111,23 @@ pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
-pub use file::{FileDurability, FileStore, FileStoreBuilder};
+pub use file::{FileDurability, FileStore, FileStoreBuilder, FileUsage};
+#[cfg(any(
+    feature = "file",
+    feature = "redis",
+    feature = "valkey",
+    feature = "export"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "file",
+        feature = "redis",
+        feature = "valkey",
+        feature = "export"
+    )))
+)]
+pub use listing::{Entries, Entry, ListOptions};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};

@@ -22,6 +22,7 @@
 //! documented on [`FileStore`], where users read them.
 
 mod db;
+pub(crate) mod list;
 mod open;
 mod reader;
 mod tables;
@@ -43,6 +44,8 @@ use db::{Db, backup, blocking, db_error};
 use open::Options;
 use reader::Reader;
 use writer::{Done, Op, Writer};
+
+pub use list::FileUsage;
 
 /// A persistent store in one redb database file: survives restarts and
 /// crashes, and can be shared by several processes at once.

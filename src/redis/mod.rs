@@ -67,6 +67,7 @@ use crate::clock::opt_ttl_millis;
 use crate::namespace::{redis_key, redis_pattern, redis_prefix};
 use crate::{Error, Result};
 
+pub(crate) mod list;
 mod options;
 mod store;
 
@@ -150,6 +151,10 @@ impl Core {
 
     pub(crate) fn namespace(&self) -> &[String] {
         &self.path
+    }
+
+    pub(crate) fn server(&self) -> &str {
+        &self.shared.server
     }
 
     pub(crate) fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -255,6 +255,12 @@ impl<K: ServerKind> ServerStore<K> {
     pub fn namespace(&self) -> &[String] {
         self.core.namespace()
     }
+
+    /// The server, as `host:port` (or a socket path): how messages name it.
+    /// Never holds credentials.
+    pub fn server(&self) -> &str {
+        self.core.server()
+    }
 }
 
 #[async_trait::async_trait]

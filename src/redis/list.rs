@@ -1,0 +1,253 @@
+//! Listing and bulk-writing a Redis/Valkey store's namespace.
+//!
+//! A listing walks `SCAN cursor MATCH pattern COUNT 1000` from the client,
+//! like `delete_all`, and reads each batch's values (`GET`) or sizes
+//! (`STRLEN`) and absolute expiries (`PEXPIRETIME`, Redis 7.0 or later, any
+//! Valkey) in one pipeline. The pattern narrows what the server returns; the
+//! client decodes every key ([`decode_redis_key`]) and keeps only those of
+//! the namespaces asked for, so a child namespace whose name matches the
+//! glob is never mistaken for a key.
+//!
+//! Importing writes each batch in one pipeline of `SET key value [PXAT ms]`
+//! (Redis 6.2 or later): the absolute expiry is kept exactly, whatever the
+//! time the import takes.
+
+use ::redis::Value;
+use bytes::Bytes;
+
+use super::store::{ServerKind, ServerStore};
+use super::{Core, MAX_TTL_MILLIS, SCAN_COUNT, map_error};
+use crate::listing::{Entries, Entry, ListOptions, Source};
+use crate::namespace::{decode_redis_key, redis_key, redis_pattern};
+use crate::{Error, Result};
+
+/// Entries per import pipeline.
+const IMPORT_BATCH: usize = 1000;
+
+impl<K: ServerKind> ServerStore<K> {
+    /// Lists the live entries of this namespace, as `options` say, page by
+    /// page in `SCAN` order (see [`Entries`]).
+    ///
+    /// Needs Redis 7.0 or later (`PEXPIRETIME`), or any Valkey.
+    ///
+    /// # Errors
+    ///
+    /// [`Entries::next_page`] fails with
+    /// [`Error::NamespaceRequired`] on a store built with `namespace(None)`,
+    /// whose keys cannot be told from other programs'.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use kvstores::{ListOptions, RedisStore};
+    ///
+    /// # async fn example() -> kvstores::Result<()> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// let mut listing = store.entries(ListOptions::new().key_prefix("user:"));
+    /// while let Some(page) = listing.next_page().await? {
+    ///     for entry in page {
+    ///         println!("{} ({} bytes)", entry.key, entry.size);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn entries(&self, options: ListOptions) -> Entries {
+        let pattern = self.core.prefix.as_deref().map(|prefix| {
+            if options.descendants {
+                redis_pattern(prefix)
+            } else {
+                // The glob of `prefix:escaped-key-prefix`, ending in `*`
+                // instead of the `:*` that selects a namespace.
+                let mut pattern = redis_pattern(&redis_key(Some(prefix), &options.key_prefix));
+                pattern.truncate(pattern.len() - 2);
+                pattern.push('*');
+                pattern
+            }
+        });
+        Entries {
+            source: Source::Server(ServerCursor {
+                core: self.core.clone(),
+                pattern,
+                cursor: Some(0),
+                options,
+            }),
+        }
+    }
+
+    /// Writes `entries` (listed from any store, or read from an export) into
+    /// this namespace, each at its namespace path below this one, with its
+    /// value and absolute expiry exactly as given (`SET … PXAT`), replacing
+    /// what is there. Entries that have already expired are skipped.
+    /// Returns how many were written.
+    ///
+    /// Needs Redis 6.2 or later, or any Valkey. Written in pipelines of a
+    /// thousand; not atomic: if one fails, others may have been written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if an entry has no value, before anything
+    /// is written; [`Error::NamespaceRequired`] for an entry of this
+    /// namespace itself on a store built with `namespace(None)`; connection
+    /// and server errors otherwise.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use kvstores::{Bytes, Entry, RedisStore};
+    ///
+    /// # async fn example() -> kvstores::Result<()> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// let entry = Entry::new("k", Bytes::from_static(b"v"), Some(4_102_444_800_000));
+    /// assert_eq!(store.import_entries(vec![entry]).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
+        if entries.iter().any(|e| e.value.is_none()) {
+            return Err(Error::invalid_argument(
+                "an entry to import has no value: list with ListOptions::values(true)",
+            ));
+        }
+        let now = crate::Clock::system().unix_millis();
+        let mut written = 0;
+        let live = entries
+            .into_iter()
+            .filter(|e| e.expires_at.is_none_or(|at| now < at));
+        let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        let mut live = live.peekable();
+        while live.peek().is_some() {
+            batch.clear();
+            batch.extend(live.by_ref().take(IMPORT_BATCH));
+            let mut pipe = ::redis::pipe();
+            for entry in &batch {
+                let mut core = self.core.clone();
+                for name in &entry.namespace {
+                    core = core.with_namespace(name);
+                }
+                if core.prefix.is_none() {
+                    return Err(Error::NamespaceRequired);
+                }
+                let value = entry.value.as_deref().unwrap_or_default();
+                let cmd = pipe.cmd("SET").arg(core.key(&entry.key)).arg(value);
+                if let Some(at) = entry.expires_at {
+                    cmd.arg("PXAT").arg(at.min(MAX_TTL_MILLIS));
+                }
+                cmd.ignore();
+            }
+            self.core.pipeline::<()>(&pipe, "SET PXAT").await?;
+            written += batch.len();
+        }
+        Ok(written)
+    }
+}
+
+impl Core {
+    /// Runs `pipe` on the shared connection, once more if the connection was
+    /// lost (every pipeline here may run twice, as `connection_lost` says of
+    /// single commands).
+    async fn pipeline<T: ::redis::FromRedisValue>(
+        &self,
+        pipe: &::redis::Pipeline,
+        action: &str,
+    ) -> Result<T> {
+        let mut connection = self.shared.connection.clone();
+        let mut result = pipe.query_async(&mut connection).await;
+        if super::connection_lost(&result) {
+            result = pipe.query_async(&mut connection).await;
+        }
+        result.map_err(|err| map_error(&self.shared.server, action, err))
+    }
+}
+
+/// A Redis/Valkey listing in progress.
+pub(crate) struct ServerCursor {
+    core: Core,
+    /// The SCAN pattern; `None` for a store without a namespace.
+    pattern: Option<String>,
+    /// The SCAN cursor of the next call; `None` once SCAN returned 0.
+    cursor: Option<u64>,
+    options: ListOptions,
+}
+
+impl ServerCursor {
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
+        let Some(pattern) = &self.pattern else {
+            return Err(Error::NamespaceRequired);
+        };
+        // SCAN may return nothing for many calls in a row (its COUNT is the
+        // slots looked at, not keys found): go on until a page has entries.
+        while let Some(cursor) = self.cursor {
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .core
+                .query(
+                    ::redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT),
+                    "SCAN",
+                )
+                .await?;
+            self.cursor = (next != 0).then_some(next);
+            let page = self.read(keys).await?;
+            if !page.is_empty() {
+                return Ok(Some(page));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Decodes the keys SCAN returned, keeps those asked for and reads their
+    /// values or sizes and expiries in one pipeline.
+    async fn read(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Entry>> {
+        let depth = self.core.path.len();
+        let mut wanted = Vec::with_capacity(keys.len());
+        for stored in keys {
+            let Ok(stored) = String::from_utf8(stored) else {
+                continue;
+            };
+            let Some((path, key)) = decode_redis_key(&stored) else {
+                continue;
+            };
+            // The pattern matched the escaped prefix; the decoded path must
+            // still start with this store's (a glob never sees `%3A`).
+            let inside = path.len() >= depth && path[..depth] == self.core.path[..];
+            let level_ok = self.options.descendants || path.len() == depth;
+            if inside && level_ok && key.starts_with(&self.options.key_prefix) {
+                wanted.push((stored, path[depth..].to_vec(), key));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for (stored, _, _) in &wanted {
+            let read = if self.options.values { "GET" } else { "STRLEN" };
+            pipe.cmd(read).arg(stored).cmd("PEXPIRETIME").arg(stored);
+        }
+        let replies: Vec<Value> = self.core.pipeline(&pipe, "GET/PEXPIRETIME").await?;
+        let mut page = Vec::with_capacity(wanted.len());
+        for ((_, namespace, key), pair) in wanted.into_iter().zip(replies.chunks(2)) {
+            let [read, expiry] = pair else { continue };
+            let expires_at = match expiry {
+                // -1: no expiry; -2 (or anything else): gone since SCAN.
+                Value::Int(-1) => None,
+                Value::Int(at) if *at >= 0 => Some(at.unsigned_abs()),
+                _ => continue,
+            };
+            let (size, value) = match read {
+                Value::BulkString(bytes) => (bytes.len() as u64, Some(Bytes::from(bytes.clone()))),
+                Value::Int(len) if !self.options.values => (len.unsigned_abs(), None),
+                _ => continue,
+            };
+            page.push(Entry {
+                namespace,
+                key,
+                expires_at,
+                size,
+                value,
+            });
+        }
+        Ok(page)
+    }
+}
