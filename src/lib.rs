@@ -46,6 +46,8 @@
 //!
 //! - `store` — the [`Store`] and [`NamespacedStore`] traits: the contract.
 //! - `error` — the one [`Error`] type and [`Result`].
+//! - `ext` — the extension traits every backend implements: [`AtomicStore`]
+//!   (counters, set-if-absent) and [`BatchStore`] (many keys at once).
 //! - [`namespace`] — the stable mapping from (namespace path, key) to stored
 //!   keys and to the ranges or patterns that select a namespace.
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
@@ -59,6 +61,7 @@
 
 mod clock;
 mod error;
+mod ext;
 #[cfg(feature = "file")]
 mod file;
 #[cfg(feature = "memory")]
@@ -91,6 +94,7 @@ pub mod server {
 }
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
+pub use ext::{AtomicStore, BatchStore};
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileDurability, FileStore, FileStoreBuilder};
