@@ -33,6 +33,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::clock::{Clock, opt_ttl_millis};
+use crate::ext::{add_to_counter, parse_counter};
 use crate::{NamespacedStore, Result, Store};
 
 /// A store in this process's memory: the fastest backend, shared by every
@@ -364,4 +365,79 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ------------------------------------------------------------- extensions
+
+#[async_trait]
+impl crate::AtomicStore for MemoryStore {
+    async fn increment(&self, key: &str, delta: i64, expires_in: Option<Duration>) -> Result<i64> {
+        let ttl = opt_ttl_millis(expires_in, "expires_in")?;
+        let now = self.clock.monotonic_millis();
+        // Read, check and write under one write lock: that is the atomicity.
+        let mut shard = self.shard(key).write();
+        let live = shard.map.get(key).filter(|e| e.is_live(now));
+        let current = parse_counter(live.map(|e| &e.value[..]))?;
+        let new = add_to_counter(current, delta)?;
+        let value = Bytes::from(new.to_string());
+        match shard.map.get_mut(key).filter(|e| e.is_live(now)) {
+            // An existing counter keeps its expiry: only the value changes.
+            Some(entry) => entry.value = value,
+            None => shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms))),
+        }
+        Ok(new)
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        expires_in: Option<Duration>,
+    ) -> Result<bool> {
+        let ttl = opt_ttl_millis(expires_in, "expires_in")?;
+        let now = self.clock.monotonic_millis();
+        let mut shard = self.shard(key).write();
+        if shard.map.get(key).is_some_and(|e| e.is_live(now)) {
+            return Ok(false);
+        }
+        shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms)));
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl crate::BatchStore for MemoryStore {
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        let now = self.clock.monotonic_millis();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let shard = self.shard(key).read();
+                let entry = shard.map.get(*key).filter(|e| e.is_live(now));
+                entry.map(|e| e.value.clone())
+            })
+            .collect())
+    }
+
+    async fn set_many(
+        &self,
+        entries: &[(&str, Bytes)],
+        expires_in: Option<Duration>,
+    ) -> Result<()> {
+        let ttl = opt_ttl_millis(expires_in, "expires_in")?;
+        let expires_at = ttl.map(|ms| self.clock.monotonic_millis().saturating_add(ms));
+        for (key, value) in entries {
+            self.shard(key)
+                .write()
+                .insert(key, value.clone(), expires_at);
+        }
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<()> {
+        for key in keys {
+            self.shard(key).write().remove(key);
+        }
+        Ok(())
+    }
 }
