@@ -2,6 +2,8 @@
 //!
 //! # Design
 //!
+//! - `atomic` — `AtomicStore` and `BatchStore`: their writes are ops of the
+//!   writer thread, so each runs inside one write transaction.
 //! - `db` — the shared database handle, redb's errors mapped to the crate's
 //!   in one place, and the backup copy.
 //! - `tables` — the persisted layout (an entries table and an expiry index
@@ -21,6 +23,7 @@
 //! Concurrency modes, durability and what a crash or a clock jump does are
 //! documented on [`FileStore`], where users read them.
 
+mod atomic;
 mod db;
 mod open;
 mod reader;

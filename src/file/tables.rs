@@ -140,6 +140,18 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
+    /// The entry at `key` if it is live at `now`: its expiry and value.
+    pub(super) fn get_live(
+        &self,
+        key: &[u8],
+        now: u64,
+    ) -> Result<Option<(Option<u64>, Bytes)>, StorageError> {
+        Ok(self.entries.get(key)?.and_then(|entry| {
+            let (at, value) = entry.value();
+            is_live(at, now).then(|| (at, Bytes::copy_from_slice(value)))
+        }))
+    }
+
     pub(super) fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
         let old = self.entries.remove(key)?.and_then(|old| old.value().0);
         if let Some(old) = old {
