@@ -22,6 +22,7 @@
 //!   expiry, sets a new one with `PEXPIRE` — atomically, since a script runs
 //!   alone on the server.
 //! - `delete` is `UNLINK`, `exists` is `EXISTS`, `expires_in` reads `PTTL`.
+//! - The extension traits' commands are described in `atomic.rs`.
 //! - `delete_all` sweeps with `SCAN cursor MATCH pattern COUNT 1000` from the
 //!   client and `UNLINK`s each batch. It never runs a server-side loop, so
 //!   other clients are served between batches however large the namespace.
@@ -67,6 +68,7 @@ use crate::clock::opt_ttl_millis;
 use crate::namespace::{redis_key, redis_pattern, redis_prefix};
 use crate::{Error, Result};
 
+mod atomic;
 mod options;
 mod store;
 
