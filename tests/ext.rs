@@ -1,0 +1,158 @@
+//! The extension traits (`AtomicStore`, `BatchStore`) on every backend: the
+//! extension suite once per backend, then atomicity across what a backend
+//! can be shared by — two processes on one FileStore file, two connections
+//! (store instances) on one Redis or Valkey server.
+//!
+//! Child processes are this test binary run again with `KVSTORES_EXT_CHILD`
+//! set, which turns the `child_process` test into the child's main.
+
+mod ext_suite;
+mod support;
+
+#[cfg(feature = "memory")]
+mod memory {
+    use kvstores::MemoryStore;
+
+    crate::ext_suite!(async { MemoryStore::new() });
+}
+
+#[cfg(feature = "file")]
+mod file {
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    use kvstores::{AtomicStore, FileStore};
+
+    use crate::ext_suite::{claim_concurrently, increment_concurrently};
+
+    /// A store on a new file under cargo's scratch space for tests (kept:
+    /// the suite's functions take only the store).
+    async fn fresh() -> FileStore {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap()
+            .keep();
+        FileStore::open(dir.join("store.redb")).unwrap()
+    }
+
+    crate::ext_suite!(fresh());
+
+    /// This test binary, run as a child doing `role` on the file at `path`.
+    fn child(role: &str, path: &Path) -> Command {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["file::child_process", "--exact", "--nocapture", "--quiet"])
+            .env("KVSTORES_EXT_CHILD", role)
+            .env("KVSTORES_EXT_CHILD_PATH", path)
+            .stdout(Stdio::piped());
+        command
+    }
+
+    /// The number the child printed on its own line among the harness's.
+    fn child_number(stdout: &[u8]) -> i64 {
+        let text = String::from_utf8_lossy(stdout);
+        text.lines()
+            .find_map(|line| line.strip_prefix("result ")?.parse().ok())
+            .unwrap_or_else(|| panic!("no result in the child's output: {text}"))
+    }
+
+    /// Two processes, 32 tasks × 500 increments each, end at exactly 32,000.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn increments_from_two_processes_add_up_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let store = FileStore::open(&path).unwrap();
+        let other = child("increment", &path).spawn().unwrap();
+        increment_concurrently(std::slice::from_ref(&store), 32, 500).await;
+        let output = other.wait_with_output().unwrap();
+        assert!(output.status.success(), "{:?}", output.status);
+        assert!(child_number(&output.stdout) > 0);
+        assert_eq!(store.increment("counter", 0, None).await.unwrap(), 32_000);
+    }
+
+    /// Of 32 claims in each of two processes, exactly one wins overall.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exactly_one_claim_of_two_processes_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let store = FileStore::open(&path).unwrap();
+        let other = child("claim", &path).spawn().unwrap();
+        let here = claim_concurrently(&[store], 32).await.len() as i64;
+        let output = other.wait_with_output().unwrap();
+        assert!(output.status.success(), "{:?}", output.status);
+        assert_eq!(here + child_number(&output.stdout), 1);
+    }
+
+    /// The main of a child process when `KVSTORES_EXT_CHILD` is set;
+    /// otherwise a test that does nothing. Prints `result N`: the counter
+    /// after its increments (`increment`), or how many claims it won
+    /// (`claim`).
+    #[test]
+    fn child_process() {
+        let Ok(role) = std::env::var("KVSTORES_EXT_CHILD") else {
+            return;
+        };
+        let path = std::env::var("KVSTORES_EXT_CHILD_PATH").unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let store = FileStore::open(&path).unwrap();
+            match role.as_str() {
+                "increment" => increment_concurrently(&[store], 32, 500).await,
+                "claim" => claim_concurrently(&[store], 32).await.len() as i64,
+                other => panic!("unknown child role {other}"),
+            }
+        });
+        println!("result {result}");
+    }
+}
+
+/// Redis and Valkey: the suite on the shared test server, and atomicity
+/// across two store instances, each with its own connection.
+macro_rules! server_ext_tests {
+    ($module:ident, $feature:literal, $store:ident) => {
+        #[cfg(feature = $feature)]
+        mod $module {
+            use kvstores::{AtomicStore, $store};
+
+            use crate::ext_suite::{claim_concurrently, increment_concurrently};
+            use crate::support::{self, Backend, Options, Server};
+
+            crate::ext_suite!(async { support::fresh::<$store>().await });
+
+            /// Two store instances on one namespace, each with a connection
+            /// of its own.
+            async fn two_instances() -> [$store; 2] {
+                let url = Server::shared(<$store as Backend>::KIND).url();
+                let namespace = support::unique("ext-two");
+                let options = Options::namespace(Some(&namespace));
+                let first = <$store as Backend>::build(&url, options).await.unwrap();
+                let second = <$store as Backend>::build(&url, options).await.unwrap();
+                [first, second]
+            }
+
+            /// 64 tasks × 1,000 increments over two connections end at 64,000.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn increments_over_two_instances_add_up_exactly() {
+                let stores = two_instances().await;
+                assert_eq!(increment_concurrently(&stores, 64, 1000).await, 64_000);
+                assert_eq!(
+                    stores[1].increment("counter", 0, None).await.unwrap(),
+                    64_000
+                );
+            }
+
+            /// Of 64 claims over two connections, exactly one wins.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn exactly_one_claim_over_two_instances_wins() {
+                let stores = two_instances().await;
+                assert_eq!(claim_concurrently(&stores, 64).await.len(), 1);
+            }
+        }
+    };
+}
+
+server_ext_tests!(redis, "redis", RedisStore);
+server_ext_tests!(valkey, "valkey", ValkeyStore);
