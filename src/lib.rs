@@ -51,6 +51,7 @@
 //! - [`namespace`] — the stable mapping from (namespace path, key) to stored
 //!   keys and to the ranges or patterns that select a namespace.
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
+//! - `stats` — [`StoreStats`], the per-store operation counters.
 //! - `registry` — [`StoreRegistry`], named stores from a default factory.
 //! - `memory` — [`MemoryStore`], sharded maps in a tree of namespaces.
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
@@ -70,6 +71,7 @@ pub mod namespace;
 #[cfg(any(feature = "redis", feature = "valkey"))]
 mod redis;
 mod registry;
+mod stats;
 mod store;
 
 pub use bytes::Bytes;
@@ -102,4 +104,5 @@ pub use file::{FileDurability, FileStore, FileStoreBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use registry::StoreRegistry;
+pub use stats::StoreStats;
 pub use store::{NamespacedStore, Store};

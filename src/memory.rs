@@ -34,7 +34,8 @@ use bytes::Bytes;
 
 use crate::clock::{Clock, opt_ttl_millis};
 use crate::ext::{add_to_counter, parse_counter};
-use crate::{NamespacedStore, Result, Store};
+use crate::stats::{Counters, Event};
+use crate::{NamespacedStore, Result, Store, StoreStats};
 
 /// A store in this process's memory: the fastest backend, shared by every
 /// clone and namespace of it, gone when the last handle is dropped.
@@ -64,6 +65,8 @@ use crate::{NamespacedStore, Result, Store};
 pub struct MemoryStore {
     node: Arc<Node>,
     clock: Clock,
+    /// The root store's counters, one stripe per shard index.
+    stats: Arc<Counters>,
 }
 
 /// Options for a [`MemoryStore`], from [`MemoryStore::builder`].
@@ -85,6 +88,7 @@ impl MemoryStoreBuilder {
         MemoryStore {
             node: Arc::new(Node::new(Vec::new())),
             clock: self.clock,
+            stats: Arc::new(Counters::new(MAX_SHARDS)),
         }
     }
 }
@@ -113,6 +117,7 @@ impl MemoryStore {
                 removed += shard.write().remove_expired(now);
             }
         });
+        self.stats.add(0, Event::Expiration, removed as u64);
         removed
     }
 
@@ -122,9 +127,21 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &str) -> &Padded<RwLock<Shard>> {
+        self.locate(key).1
+    }
+
+    /// The shard of `key` and its index, which is also its stats stripe.
+    fn locate(&self, key: &str) -> (usize, &Padded<RwLock<Shard>>) {
         let hash = self.node.hasher.hash_one(key);
         // The high bits: the map inside the shard uses the low ones.
-        &self.node.shards[(hash >> 57) as usize % self.node.shards.len()]
+        let index = (hash >> 57) as usize % self.node.shards.len();
+        (index, &self.node.shards[index])
+    }
+
+    /// What this store has done, counted for the root store and all its
+    /// clones and namespaces; see [`StoreStats`].
+    pub fn stats(&self) -> StoreStats {
+        self.stats.snapshot()
     }
 }
 
@@ -147,29 +164,38 @@ impl Store for MemoryStore {
     async fn set(&self, key: &str, value: Bytes, expires_in: Option<Duration>) -> Result<()> {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let expires_at = ttl.map(|ms| self.clock.monotonic_millis().saturating_add(ms));
-        self.shard(key).write().insert(key, value, expires_at);
+        let (stripe, shard) = self.locate(key);
+        shard.write().insert(key, value, expires_at);
+        self.stats.add(stripe, Event::Set, 1);
         Ok(())
     }
 
     async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
         let now = self.clock.monotonic_millis();
-        match opt_ttl_millis(renew_for, "renew_for")? {
-            None => Ok(self
-                .shard(key)
+        let renew = opt_ttl_millis(renew_for, "renew_for")?;
+        let (stripe, shard) = self.locate(key);
+        let value = match renew {
+            None => shard
                 .read()
                 .map
                 .get(key)
                 .filter(|e| e.is_live(now))
-                .map(|e| e.value.clone())),
-            Some(ms) => Ok(self
-                .shard(key)
-                .write()
-                .renew(key, now, now.saturating_add(ms))),
-        }
+                .map(|e| e.value.clone()),
+            Some(ms) => shard.write().renew(key, now, now.saturating_add(ms)),
+        };
+        let event = if value.is_some() {
+            Event::Hit
+        } else {
+            Event::Miss
+        };
+        self.stats.add(stripe, event, 1);
+        Ok(value)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.shard(key).write().remove(key);
+        let (stripe, shard) = self.locate(key);
+        shard.write().remove(key);
+        self.stats.add(stripe, Event::Delete, 1);
         Ok(())
     }
 
@@ -207,9 +233,13 @@ impl NamespacedStore for MemoryStore {
         MemoryStore {
             node: self.node.child(namespace),
             clock: self.clock.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
+
+/// The most shards a node has (and the number of stats stripes).
+const MAX_SHARDS: usize = 64;
 
 /// One namespace: its own sharded map and its children.
 struct Node {
@@ -226,7 +256,7 @@ impl Node {
         // Enough shards that two threads rarely meet on one lock, as dashmap
         // sizes its shards; a power of two keeps the index a mask.
         let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let shards = (cores * 4).next_power_of_two().clamp(4, 64);
+        let shards = (cores * 4).next_power_of_two().clamp(4, MAX_SHARDS);
         Node {
             path,
             hasher: RandomState::new(),
@@ -375,7 +405,8 @@ impl crate::AtomicStore for MemoryStore {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let now = self.clock.monotonic_millis();
         // Read, check and write under one write lock: that is the atomicity.
-        let mut shard = self.shard(key).write();
+        let (stripe, shard) = self.locate(key);
+        let mut shard = shard.write();
         let live = shard.map.get(key).filter(|e| e.is_live(now));
         let current = parse_counter(live.map(|e| &e.value[..]))?;
         let new = add_to_counter(current, delta)?;
@@ -385,6 +416,7 @@ impl crate::AtomicStore for MemoryStore {
             Some(entry) => entry.value = value,
             None => shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms))),
         }
+        self.stats.add(stripe, Event::Set, 1);
         Ok(new)
     }
 
@@ -396,11 +428,13 @@ impl crate::AtomicStore for MemoryStore {
     ) -> Result<bool> {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let now = self.clock.monotonic_millis();
-        let mut shard = self.shard(key).write();
+        let (stripe, shard) = self.locate(key);
+        let mut shard = shard.write();
         if shard.map.get(key).is_some_and(|e| e.is_live(now)) {
             return Ok(false);
         }
         shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms)));
+        self.stats.add(stripe, Event::Set, 1);
         Ok(true)
     }
 }
@@ -412,9 +446,17 @@ impl crate::BatchStore for MemoryStore {
         Ok(keys
             .iter()
             .map(|key| {
-                let shard = self.shard(key).read();
-                let entry = shard.map.get(*key).filter(|e| e.is_live(now));
-                entry.map(|e| e.value.clone())
+                let (stripe, shard) = self.locate(key);
+                let value = (shard.read().map.get(*key))
+                    .filter(|e| e.is_live(now))
+                    .map(|e| e.value.clone());
+                let event = if value.is_some() {
+                    Event::Hit
+                } else {
+                    Event::Miss
+                };
+                self.stats.add(stripe, event, 1);
+                value
             })
             .collect())
     }
@@ -427,16 +469,18 @@ impl crate::BatchStore for MemoryStore {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let expires_at = ttl.map(|ms| self.clock.monotonic_millis().saturating_add(ms));
         for (key, value) in entries {
-            self.shard(key)
-                .write()
-                .insert(key, value.clone(), expires_at);
+            let (stripe, shard) = self.locate(key);
+            shard.write().insert(key, value.clone(), expires_at);
+            self.stats.add(stripe, Event::Set, 1);
         }
         Ok(())
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<()> {
         for key in keys {
-            self.shard(key).write().remove(key);
+            let (stripe, shard) = self.locate(key);
+            shard.write().remove(key);
+            self.stats.add(stripe, Event::Delete, 1);
         }
         Ok(())
     }

@@ -11,9 +11,30 @@ mod support;
 
 #[cfg(feature = "memory")]
 mod memory {
-    use kvstores::MemoryStore;
+    use std::time::Duration;
+
+    use kvstores::{Bytes, ManualClock, MemoryStore, NamespacedStore, Store};
 
     crate::ext_suite!(async { MemoryStore::new() });
+
+    #[tokio::test]
+    async fn stats_count_what_the_store_did() {
+        crate::ext_suite::stats_count_what_the_store_did(MemoryStore::new(), MemoryStore::stats)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn stats_count_the_expired_entries_removed() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let child = store.with_namespace("child");
+        let second = Some(Duration::from_secs(1));
+        store.set("a", Bytes::new(), second).await.unwrap();
+        child.set("b", Bytes::new(), second).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(store.delete_expired().await, 2);
+        assert_eq!(child.stats().expirations, 2);
+    }
 }
 
 #[cfg(feature = "file")]
@@ -21,7 +42,9 @@ mod file {
     use std::path::Path;
     use std::process::{Command, Stdio};
 
-    use kvstores::{AtomicStore, FileStore};
+    use std::time::Duration;
+
+    use kvstores::{AtomicStore, Bytes, FileStore, ManualClock, Store};
 
     use crate::ext_suite::{claim_concurrently, increment_concurrently};
 
@@ -35,6 +58,32 @@ mod file {
     }
 
     crate::ext_suite!(fresh());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stats_count_what_the_store_did() {
+        crate::ext_suite::stats_count_what_the_store_did(fresh().await, FileStore::stats).await;
+    }
+
+    /// Stats belong to the open database: a second open of the same path in
+    /// this process shares them, and expired entries removed are counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stats_are_shared_by_opens_of_one_file_and_count_expirations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let clock = ManualClock::new();
+        let store = FileStore::builder(&path)
+            .clock(clock.clone())
+            .open()
+            .unwrap();
+        let again = FileStore::open(&path).unwrap();
+        store
+            .set("k", Bytes::new(), Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(store.delete_expired().await.unwrap(), 1);
+        assert_eq!((again.stats().sets, again.stats().expirations), (1, 1));
+    }
 
     /// This test binary, run as a child doing `role` on the file at `path`.
     fn child(role: &str, path: &Path) -> Command {
@@ -121,6 +170,12 @@ macro_rules! server_ext_tests {
             use crate::support::{self, Backend, Options, Server};
 
             crate::ext_suite!(async { support::fresh::<$store>().await });
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stats_count_what_the_store_did() {
+                let store = support::fresh::<$store>().await;
+                crate::ext_suite::stats_count_what_the_store_did(store, $store::stats).await;
+            }
 
             /// Two store instances on one namespace, each with a connection
             /// of its own.

@@ -19,6 +19,7 @@ use super::{FileStore, reader};
 use crate::clock::opt_ttl_millis;
 use crate::ext::{add_to_counter, parse_counter};
 use crate::namespace::table_key;
+use crate::stats::Event;
 use crate::{AtomicStore, BatchStore, Result};
 
 /// The extension writes, in stored-key form, with times already read from
@@ -134,7 +135,10 @@ impl AtomicStore for FileStore {
             expires_at: ttl.map(|ms| now.saturating_add(ms)),
         };
         match self.write_ext(op).await? {
-            Done::Int(n) => Ok(n),
+            Done::Int(n) => {
+                self.inner.stats.one(Event::Set);
+                Ok(n)
+            }
             _ => unreachable!("Increment replies with an integer"),
         }
     }
@@ -154,7 +158,10 @@ impl AtomicStore for FileStore {
             expires_at: ttl.map(|ms| now.saturating_add(ms)),
         };
         match self.write_ext(op).await? {
-            Done::Bool(stored) => Ok(stored),
+            Done::Bool(stored) => {
+                self.inner.stats.add(0, Event::Set, u64::from(stored));
+                Ok(stored)
+            }
             _ => unreachable!("SetIfAbsent replies with a bool"),
         }
     }
@@ -176,10 +183,15 @@ impl BatchStore for FileStore {
             })
             .collect();
         let found = self.inner.reader().get_many(lookups).await?;
-        Ok(found
-            .into_iter()
+        let values: Vec<_> = (found.into_iter())
             .map(|found| found.and_then(|(_, value)| value))
-            .collect())
+            .collect();
+        let hits = values.iter().filter(|v| v.is_some()).count();
+        self.inner.stats.add(0, Event::Hit, hits as u64);
+        self.inner
+            .stats
+            .add(0, Event::Miss, (values.len() - hits) as u64);
+        Ok(values)
     }
 
     async fn set_many(
@@ -192,6 +204,7 @@ impl BatchStore for FileStore {
             return Ok(()); // Not worth a commit.
         }
         let expires_at = ttl.map(|ms| self.clock.unix_millis().saturating_add(ms));
+        let count = entries.len() as u64;
         let entries = entries
             .iter()
             .map(|(key, value)| (table_key(&self.prefix, key), value.clone()))
@@ -200,18 +213,22 @@ impl BatchStore for FileStore {
             entries,
             expires_at,
         })
-        .await
-        .map(drop)
+        .await?;
+        self.inner.stats.add(0, Event::Set, count);
+        Ok(())
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
+        let count = keys.len() as u64;
         let keys = keys
             .iter()
             .map(|key| table_key(&self.prefix, key))
             .collect();
-        self.write_ext(ExtOp::DeleteMany { keys }).await.map(drop)
+        self.write_ext(ExtOp::DeleteMany { keys }).await?;
+        self.inner.stats.add(0, Event::Delete, count);
+        Ok(())
     }
 }

@@ -41,6 +41,7 @@ use bytes::Bytes;
 
 use crate::clock::{Clock, opt_ttl_millis, ttl_millis};
 use crate::namespace::{table_key, table_prefix};
+use crate::stats::{Counters, Event};
 use crate::{NamespacedStore, Result, Store};
 use db::{Db, backup, blocking, db_error};
 use open::Options;
@@ -322,6 +323,12 @@ impl FileStore {
         &self.namespace
     }
 
+    /// What this process has done on this database file, counted for every
+    /// handle on it; see [`StoreStats`](crate::StoreStats).
+    pub fn stats(&self) -> crate::StoreStats {
+        self.inner.stats.snapshot()
+    }
+
     /// Removes every expired entry of this namespace and its descendants,
     /// returning how many it removed, in one transaction.
     ///
@@ -353,7 +360,10 @@ impl FileStore {
             now: self.clock.unix_millis(),
         };
         match self.inner.writer().submit(op).await? {
-            Done::Count(n) => Ok(n),
+            Done::Count(n) => {
+                self.inner.stats.add(0, Event::Expiration, n as u64);
+                Ok(n)
+            }
             _ => unreachable!("DeleteExpired replies with a count"),
         }
     }
@@ -473,30 +483,27 @@ impl Store for FileStore {
             value,
             expires_at,
         })
-        .await
-        .map(drop)
+        .await?;
+        self.inner.stats.one(Event::Set);
+        Ok(())
     }
 
     async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
-        let Some(renew_for) = renew_for else {
-            return Ok(self.read(key, true).await?.and_then(|(_, value)| value));
+        let value = self.get_or_renew(key, renew_for).await?;
+        let event = if value.is_some() {
+            Event::Hit
+        } else {
+            Event::Miss
         };
-        let ms = ttl_millis(renew_for, "renew_for")?;
-        let now = self.clock.unix_millis();
-        let op = Op::Renew {
-            key: table_key(&self.prefix, key),
-            now,
-            expires_at: now.saturating_add(ms),
-        };
-        match self.write(op).await? {
-            Done::Value(value) => Ok(value),
-            _ => unreachable!("Renew replies with a value"),
-        }
+        self.inner.stats.one(event);
+        Ok(value)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         let key = table_key(&self.prefix, key);
-        self.write(Op::Delete { key }).await.map(drop)
+        self.write(Op::Delete { key }).await?;
+        self.inner.stats.one(Event::Delete);
+        Ok(())
     }
 
     async fn delete_all(&self) -> Result<()> {
@@ -514,6 +521,25 @@ impl Store for FileStore {
         // The read saw the entry live at its own (later or equal) reading of
         // the clock, so `at > now` here.
         Ok(at.map(|at| Duration::from_millis(at.saturating_sub(now).max(1))))
+    }
+}
+
+impl FileStore {
+    async fn get_or_renew(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
+        let Some(renew_for) = renew_for else {
+            return Ok(self.read(key, true).await?.and_then(|(_, value)| value));
+        };
+        let ms = ttl_millis(renew_for, "renew_for")?;
+        let now = self.clock.unix_millis();
+        let op = Op::Renew {
+            key: table_key(&self.prefix, key),
+            now,
+            expires_at: now.saturating_add(ms),
+        };
+        match self.write(op).await? {
+            Done::Value(value) => Ok(value),
+            _ => unreachable!("Renew replies with a value"),
+        }
     }
 }
 
@@ -539,6 +565,8 @@ struct Inner {
     /// `Some` until dropped, like `writer`.
     reader: Option<Reader>,
     options: Options,
+    /// Counted for every handle on this database in this process.
+    stats: Counters,
 }
 
 impl Inner {

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use super::{Core, MAX_TTL_MILLIS, ServerKind, ServerStore, connection_lost, map_error};
 use crate::clock::opt_ttl_millis;
 use crate::ext::not_a_counter;
+use crate::stats::Event;
 use crate::{AtomicStore, BatchStore, Result};
 
 /// `increment`: KEYS[1] the key, ARGV[1] the delta, ARGV[2] the expiry in
@@ -60,7 +61,7 @@ impl Core {
         invocation
             .arg(delta)
             .arg(ttl.map_or(0, |ms| ms.min(MAX_TTL_MILLIS)));
-        invocation
+        let new = invocation
             .invoke_async(&mut connection)
             .await
             .map_err(|err: RedisError| {
@@ -69,7 +70,9 @@ impl Core {
                 } else {
                     map_error(&self.shared.server, "INCRBY", err)
                 }
-            })
+            })?;
+        self.count(Event::Set, 1);
+        Ok(new)
     }
 
     async fn set_if_absent(
@@ -86,6 +89,7 @@ impl Core {
         }
         // "OK" when set, nil when the key exists.
         let reply: Option<String> = self.query_once(&cmd, "SET NX").await?;
+        self.count(Event::Set, u64::from(reply.is_some()));
         Ok(reply.is_some())
     }
 
@@ -96,6 +100,9 @@ impl Core {
         let keys: Vec<String> = keys.iter().map(|key| self.key(key)).collect();
         let values: Vec<Option<Vec<u8>>> =
             self.query(::redis::cmd("MGET").arg(keys), "MGET").await?;
+        let hits = values.iter().filter(|v| v.is_some()).count();
+        self.count(Event::Hit, hits as u64);
+        self.count(Event::Miss, (values.len() - hits) as u64);
         Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
     }
 
@@ -117,15 +124,21 @@ impl Core {
             }
             cmd.ignore();
         }
-        self.query_pipe(&pipe, "MULTI/SET/EXEC").await
+        self.query_pipe(&pipe, "MULTI/SET/EXEC").await?;
+        self.count(Event::Set, entries.len() as u64);
+        Ok(())
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<()> {
         if keys.is_empty() {
             return Ok(()); // UNLINK needs at least one key.
         }
+        let count = keys.len() as u64;
         let keys: Vec<String> = keys.iter().map(|key| self.key(key)).collect();
-        self.query(::redis::cmd("UNLINK").arg(keys), "UNLINK").await
+        self.query::<()>(::redis::cmd("UNLINK").arg(keys), "UNLINK")
+            .await?;
+        self.count(Event::Delete, count);
+        Ok(())
     }
 
     /// Runs `pipe` as one round trip, retried once after a lost connection

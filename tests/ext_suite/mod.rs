@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvstores::{AtomicStore, BatchStore, Bytes, Error, NamespacedStore, Store};
+use kvstores::{AtomicStore, BatchStore, Bytes, Error, NamespacedStore, Store, StoreStats};
 
 /// Stamps every behaviour below as a `#[tokio::test]` for one backend.
 /// `$make` is an expression (usually an `async` block) giving a fresh,
@@ -430,4 +430,38 @@ where
     assert_eq!(boxed.increment("c", 2, None).await.unwrap(), 4);
     let batches: Arc<dyn BatchStore> = Arc::new(store);
     assert_eq!(batches.get_many(&["c"]).await.unwrap(), [Some(b("4"))]);
+}
+
+/// Stats count hits, misses, sets and deletes of the root store and every
+/// namespace of it. Not stamped by `ext_suite!`: `stats` is a method of each
+/// store type, passed in as `stats`.
+pub async fn stats_count_what_the_store_did<S>(store: S, stats: fn(&S) -> StoreStats)
+where
+    S: AtomicStore + BatchStore + NamespacedStore,
+{
+    let before = stats(&store);
+    assert_eq!(before, StoreStats::default());
+    let child = store.with_namespace("child");
+    store.set("a", b("1"), None).await.unwrap(); // set
+    child
+        .set_many(&[("x", b("1")), ("y", b("2"))], None)
+        .await
+        .unwrap(); // 2 sets
+    store.increment("n", 1, None).await.unwrap(); // set
+    assert!(store.set_if_absent("s", b("v"), None).await.unwrap()); // set
+    assert!(!store.set_if_absent("s", b("v"), None).await.unwrap()); // nothing
+    store.get("a", None).await.unwrap(); // hit
+    store.get("missing", None).await.unwrap(); // miss
+    child.get_many(&["x", "nope", "y"]).await.unwrap(); // 2 hits, 1 miss
+    store.exists("a").await.unwrap(); // not counted
+    store.delete("a").await.unwrap(); // delete
+    child.delete_many(&["x", "never"]).await.unwrap(); // 2 deletes
+    let after = stats(&child);
+    assert_eq!(
+        (after.sets, after.hits, after.misses, after.deletes),
+        (5, 3, 2, 3),
+        "{after:?}"
+    );
+    assert_eq!((after.expirations, after.evictions), (0, 0));
+    assert_eq!(stats(&store), after);
 }
