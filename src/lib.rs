@@ -73,6 +73,8 @@ mod redis;
 mod registry;
 mod stats;
 mod store;
+#[cfg(any(feature = "memory", feature = "file"))]
+mod sweeper;
 
 pub use bytes::Bytes;
 

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,6 +35,7 @@ use bytes::Bytes;
 use crate::clock::{Clock, opt_ttl_millis};
 use crate::ext::{add_to_counter, parse_counter};
 use crate::stats::{Counters, Event};
+use crate::sweeper::Sweeper;
 use crate::{NamespacedStore, Result, Store, StoreStats};
 
 /// A store in this process's memory: the fastest backend, shared by every
@@ -65,14 +66,23 @@ use crate::{NamespacedStore, Result, Store, StoreStats};
 pub struct MemoryStore {
     node: Arc<Node>,
     clock: Clock,
-    /// The root store's counters, one stripe per shard index.
-    stats: Arc<Counters>,
+    /// Shared by the root store and all its clones and namespaces.
+    root: Arc<Root>,
+}
+
+/// What a root store shares with its clones and namespaces besides the map.
+struct Root {
+    /// One stripe per shard index.
+    stats: Counters,
+    /// The background sweeper, if the builder asked for one.
+    sweeper: OnceLock<Sweeper>,
 }
 
 /// Options for a [`MemoryStore`], from [`MemoryStore::builder`].
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStoreBuilder {
     clock: Clock,
+    sweep_every: Option<Duration>,
 }
 
 impl MemoryStoreBuilder {
@@ -83,13 +93,52 @@ impl MemoryStoreBuilder {
         self
     }
 
+    /// Removes expired entries in the background, every `interval`, so that
+    /// a process that never calls [`MemoryStore::delete_expired`] does not
+    /// accumulate them.
+    ///
+    /// The sweeper is a thread of its own (no async runtime needed). Each
+    /// tick removes at most 10,000 entries, holding a shard's lock for at
+    /// most 256 of them, so it never stalls the store; a larger backlog is
+    /// worked off over several ticks. It stops when the last handle of the
+    /// store is dropped, or on [`MemoryStore::stop_sweeper`]. Off by default.
+    ///
+    /// # Panics
+    ///
+    /// [`build`](Self::build) panics if the operating system refuses to
+    /// start the thread.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kvstores::MemoryStore;
+    ///
+    /// let store = MemoryStore::builder().sweep_every(Duration::from_secs(30)).build();
+    /// # drop(store);
+    /// ```
+    pub fn sweep_every(mut self, interval: Duration) -> Self {
+        self.sweep_every = Some(interval);
+        self
+    }
+
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
-        MemoryStore {
+        let store = MemoryStore {
             node: Arc::new(Node::new(Vec::new())),
             clock: self.clock,
-            stats: Arc::new(Counters::new(MAX_SHARDS)),
+            root: Arc::new(Root {
+                stats: Counters::new(MAX_SHARDS),
+                sweeper: OnceLock::new(),
+            }),
+        };
+        if let Some(interval) = self.sweep_every {
+            let sweeper = store
+                .start_sweeper(interval)
+                .expect("start the MemoryStore sweeper thread");
+            let _ = store.root.sweeper.set(sweeper);
         }
+        store
     }
 }
 
@@ -117,7 +166,7 @@ impl MemoryStore {
                 removed += shard.write().remove_expired(now);
             }
         });
-        self.stats.add(0, Event::Expiration, removed as u64);
+        self.root.stats.add(0, Event::Expiration, removed as u64);
         removed
     }
 
@@ -141,7 +190,47 @@ impl MemoryStore {
     /// What this store has done, counted for the root store and all its
     /// clones and namespaces; see [`StoreStats`].
     pub fn stats(&self) -> StoreStats {
-        self.stats.snapshot()
+        self.root.stats.snapshot()
+    }
+
+    /// Stops the background sweeper of
+    /// [`MemoryStoreBuilder::sweep_every`], if there is one: no sweep starts
+    /// after this returns. Expired entries stay invisible, and
+    /// [`delete_expired`](Self::delete_expired) still removes them.
+    pub fn stop_sweeper(&self) {
+        if let Some(sweeper) = self.root.sweeper.get() {
+            sweeper.stop();
+        }
+    }
+
+    /// Starts the sweeper thread on this (root) store. The thread holds the
+    /// root node, which outlives every handle anyway, and only a weak
+    /// reference to `Root`, whose drop stops it.
+    fn start_sweeper(&self, interval: Duration) -> std::io::Result<Sweeper> {
+        const PER_TICK: usize = 10_000;
+        const PER_LOCK: usize = 256;
+        let (node, clock) = (self.node.clone(), self.clock.clone());
+        let root = Arc::downgrade(&self.root);
+        Sweeper::start("kvs-mem-sweep", interval, move || {
+            let Some(root) = root.upgrade() else {
+                return false;
+            };
+            let now = clock.monotonic_millis();
+            let mut left = PER_TICK;
+            node.for_each_in_subtree(&mut |node| {
+                for (stripe, shard) in node.shards.iter().enumerate() {
+                    if left == 0 {
+                        return;
+                    }
+                    let removed = shard
+                        .write()
+                        .remove_expired_at_most(now, left.min(PER_LOCK));
+                    root.stats.add(stripe, Event::Expiration, removed as u64);
+                    left -= removed;
+                }
+            });
+            true
+        })
     }
 }
 
@@ -166,7 +255,7 @@ impl Store for MemoryStore {
         let expires_at = ttl.map(|ms| self.clock.monotonic_millis().saturating_add(ms));
         let (stripe, shard) = self.locate(key);
         shard.write().insert(key, value, expires_at);
-        self.stats.add(stripe, Event::Set, 1);
+        self.root.stats.add(stripe, Event::Set, 1);
         Ok(())
     }
 
@@ -188,14 +277,14 @@ impl Store for MemoryStore {
         } else {
             Event::Miss
         };
-        self.stats.add(stripe, event, 1);
+        self.root.stats.add(stripe, event, 1);
         Ok(value)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         let (stripe, shard) = self.locate(key);
         shard.write().remove(key);
-        self.stats.add(stripe, Event::Delete, 1);
+        self.root.stats.add(stripe, Event::Delete, 1);
         Ok(())
     }
 
@@ -233,7 +322,7 @@ impl NamespacedStore for MemoryStore {
         MemoryStore {
             node: self.node.child(namespace),
             clock: self.clock.clone(),
-            stats: self.stats.clone(),
+            root: self.root.clone(),
         }
     }
 }
@@ -362,6 +451,23 @@ impl Shard {
         }
     }
 
+    /// Removes at most `max` of the entries whose deadline is at or before
+    /// `now`, the earliest first.
+    fn remove_expired_at_most(&mut self, now: u64, max: usize) -> usize {
+        let mut removed = 0;
+        while removed < max {
+            let Some(first) = self.expiry.first_entry() else {
+                break;
+            };
+            if first.key().0 > now {
+                break;
+            }
+            self.map.remove(&first.remove());
+            removed += 1;
+        }
+        removed
+    }
+
     /// Removes the entries whose deadline is at or before `now`.
     fn remove_expired(&mut self, now: u64) -> usize {
         let live = self.expiry.split_off(&(now.saturating_add(1), 0));
@@ -416,7 +522,7 @@ impl crate::AtomicStore for MemoryStore {
             Some(entry) => entry.value = value,
             None => shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms))),
         }
-        self.stats.add(stripe, Event::Set, 1);
+        self.root.stats.add(stripe, Event::Set, 1);
         Ok(new)
     }
 
@@ -434,7 +540,7 @@ impl crate::AtomicStore for MemoryStore {
             return Ok(false);
         }
         shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms)));
-        self.stats.add(stripe, Event::Set, 1);
+        self.root.stats.add(stripe, Event::Set, 1);
         Ok(true)
     }
 }
@@ -455,7 +561,7 @@ impl crate::BatchStore for MemoryStore {
                 } else {
                     Event::Miss
                 };
-                self.stats.add(stripe, event, 1);
+                self.root.stats.add(stripe, event, 1);
                 value
             })
             .collect())
@@ -471,7 +577,7 @@ impl crate::BatchStore for MemoryStore {
         for (key, value) in entries {
             let (stripe, shard) = self.locate(key);
             shard.write().insert(key, value.clone(), expires_at);
-            self.stats.add(stripe, Event::Set, 1);
+            self.root.stats.add(stripe, Event::Set, 1);
         }
         Ok(())
     }
@@ -480,7 +586,7 @@ impl crate::BatchStore for MemoryStore {
         for key in keys {
             let (stripe, shard) = self.locate(key);
             shard.write().remove(key);
-            self.stats.add(stripe, Event::Delete, 1);
+            self.root.stats.add(stripe, Event::Delete, 1);
         }
         Ok(())
     }
