@@ -9,6 +9,16 @@
 mod ext_suite;
 mod support;
 
+/// Waits for `done` (a background effect) for up to 20 seconds, polling.
+#[cfg(any(feature = "memory", feature = "file"))]
+fn wait_until(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 #[cfg(feature = "memory")]
 mod memory {
     use std::time::Duration;
@@ -35,6 +45,55 @@ mod memory {
         assert_eq!(store.delete_expired().await, 2);
         assert_eq!(child.stats().expirations, 2);
     }
+
+    /// The sweeper removes expired entries of every namespace, more than one
+    /// tick's worth, and leaves live ones; its work shows in the stats.
+    #[tokio::test]
+    async fn the_sweeper_removes_expired_entries_in_the_background() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .clock(clock.clone())
+            .sweep_every(Duration::from_millis(5))
+            .build();
+        let child = store.with_namespace("child");
+        let second = Some(Duration::from_secs(1));
+        for i in 0..12_500 {
+            store
+                .set(&i.to_string(), Bytes::new(), second)
+                .await
+                .unwrap();
+            child
+                .set(&i.to_string(), Bytes::new(), second)
+                .await
+                .unwrap();
+        }
+        store.set("live", Bytes::new(), None).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        // Only the namespace handle is left: the sweeper must keep going.
+        drop(store);
+        crate::wait_until(|| child.stats().expirations == 25_000);
+        assert_eq!(child.delete_expired().await, 0);
+    }
+
+    /// After stop_sweeper nothing is swept; delete_expired still works.
+    #[tokio::test]
+    async fn a_stopped_sweeper_sweeps_no_more() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .clock(clock.clone())
+            .sweep_every(Duration::from_millis(1))
+            .build();
+        store.stop_sweeper();
+        store
+            .set("k", Bytes::new(), Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(1));
+        // Many intervals: a running sweeper would have removed it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.stats().expirations, 0);
+        assert_eq!(store.delete_expired().await, 1);
+    }
 }
 
 #[cfg(feature = "file")]
@@ -44,7 +103,9 @@ mod file {
 
     use std::time::Duration;
 
-    use kvstores::{AtomicStore, Bytes, FileStore, ManualClock, Store};
+    use kvstores::{
+        AtomicStore, BatchStore, Bytes, FileStore, ManualClock, NamespacedStore, Store,
+    };
 
     use crate::ext_suite::{claim_concurrently, increment_concurrently};
 
@@ -83,6 +144,31 @@ mod file {
         clock.advance(Duration::from_secs(1));
         assert_eq!(store.delete_expired().await.unwrap(), 1);
         assert_eq!((again.stats().sets, again.stats().expirations), (1, 1));
+    }
+
+    /// The sweeper removes expired entries of every namespace, over several
+    /// bounded ticks, and leaves live ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sweeper_removes_expired_entries_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new();
+        let store = FileStore::builder(dir.path().join("store.redb"))
+            .clock(clock.clone())
+            .sweep_every(Duration::from_millis(5))
+            .open()
+            .unwrap();
+        let child = store.with_namespace("child");
+        let keys: Vec<String> = (0..1_250).map(|i| i.to_string()).collect();
+        let entries: Vec<(&str, Bytes)> = keys.iter().map(|k| (k.as_str(), Bytes::new())).collect();
+        let second = Some(Duration::from_secs(1));
+        store.set_many(&entries, second).await.unwrap();
+        child.set_many(&entries, second).await.unwrap();
+        store.set("live", Bytes::new(), None).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        crate::wait_until(|| store.stats().expirations == 2_500);
+        assert_eq!(store.delete_expired().await.unwrap(), 0);
+        assert!(store.exists("live").await.unwrap());
+        store.stop_sweeper();
     }
 
     /// This test binary, run as a child doing `role` on the file at `path`.

@@ -45,6 +45,11 @@ pub(super) enum ExtOp {
     DeleteMany {
         keys: Vec<Vec<u8>>,
     },
+    /// The sweeper's tick: at most `max` expired entries of any namespace.
+    SweepExpired {
+        now: u64,
+        max: usize,
+    },
 }
 
 impl Tables<'_> {
@@ -106,6 +111,9 @@ impl Tables<'_> {
                     }
                 }
                 Ok(Ok(Done::Unit))
+            }
+            ExtOp::SweepExpired { now, max } => {
+                Ok(Ok(Done::Count(self.delete_expired_at_most(*now, *max)?)))
             }
             ExtOp::DeleteMany { keys } => {
                 for key in keys {

@@ -11,6 +11,7 @@
 //! - `writer` — group commit: one thread per database applies all writes
 //!   waiting at the moment in one transaction, then replies to each caller.
 //! - `reader` — the same for lookups: one read transaction per batch.
+//! - `sweep` — the opt-in background sweeper of expired entries.
 //! - `worker` — the thread-and-channel plumbing the two share.
 //! - `open` — path checks, the read-only probe that refuses a foreign file
 //!   without touching it, and the process-wide table of open databases.
@@ -27,6 +28,7 @@ mod atomic;
 mod db;
 mod open;
 mod reader;
+mod sweep;
 mod tables;
 mod worker;
 mod writer;
@@ -195,6 +197,7 @@ pub struct FileStoreBuilder {
     exclusive: bool,
     durability: FileDurability,
     clock: Clock,
+    sweep_every: Option<Duration>,
 }
 
 impl FileStoreBuilder {
@@ -272,12 +275,16 @@ impl FileStoreBuilder {
             },
         };
         let inner = open::open(&self.path, self.create_directories, options)?;
-        Ok(FileStore {
+        let store = FileStore {
             inner,
             namespace: Arc::from([]),
             prefix: Arc::from([]),
             clock: self.clock,
-        })
+        };
+        if let Some(interval) = self.sweep_every {
+            store.start_sweeper(interval)?;
+        }
+        Ok(store)
     }
 }
 
@@ -310,6 +317,7 @@ impl FileStore {
             exclusive: false,
             durability: FileDurability::default(),
             clock: Clock::system(),
+            sweep_every: None,
         }
     }
 
@@ -567,6 +575,8 @@ struct Inner {
     options: Options,
     /// Counted for every handle on this database in this process.
     stats: Counters,
+    /// The background sweeper, once an open asked for one.
+    sweeper: std::sync::Mutex<Option<crate::sweeper::Sweeper>>,
 }
 
 impl Inner {
@@ -588,6 +598,8 @@ impl Drop for Inner {
         // Under the registry lock, so that an open of the same path waits
         // until the file is closed instead of finding it still locked.
         let mut open = open::registry();
+        // Stopped first: a tick must not find the writer gone.
+        drop(self.sweeper.get_mut().map(Option::take));
         drop(self.writer.take());
         drop(self.reader.take());
         self.db.close();

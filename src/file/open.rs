@@ -82,6 +82,7 @@ pub(super) fn open(path: &Path, create_directories: bool, options: Options) -> R
         reader: Some(reader),
         options,
         stats: Counters::new(1),
+        sweeper: Mutex::default(),
     });
     open.insert(canonical, Arc::downgrade(&inner));
     Ok(inner)

@@ -211,6 +211,27 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
+    /// Deletes at most `max` of the entries (of any namespace) whose expiry
+    /// is at or before `now`, the earliest first, returning how many.
+    pub(super) fn delete_expired_at_most(
+        &mut self,
+        now: u64,
+        max: usize,
+    ) -> Result<usize, StorageError> {
+        let upper = (now.saturating_add(1), &b""[..]);
+        let mut expired = Vec::new();
+        for index in self.expiry.range::<(u64, &[u8])>(..upper)?.take(max) {
+            let (index, _) = index?;
+            let (at, key) = index.value();
+            expired.push((at, key.to_vec()));
+        }
+        for (at, key) in &expired {
+            self.expiry.remove((*at, &key[..]))?;
+            self.entries.remove(&key[..])?;
+        }
+        Ok(expired.len())
+    }
+
     /// Deletes the entries under `prefix` whose expiry is at or before `now`,
     /// returning how many. Reads only the expired part of the index (of every
     /// namespace: the index is ordered by time, not by namespace).

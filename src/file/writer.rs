@@ -89,6 +89,11 @@ impl Writer {
     pub(super) async fn submit(&self, op: Op) -> Result<Done> {
         self.0.call(|reply| Job { op, reply }).await
     }
+
+    /// [`submit`](Self::submit) for a plain thread, outside any runtime.
+    pub(super) fn submit_blocking(&self, op: Op) -> Result<Done> {
+        self.0.call_blocking(|reply| Job { op, reply })
+    }
 }
 
 fn run(db: &Db, queue: &mpsc::Receiver<Job>, flush_every: Option<Duration>) {
