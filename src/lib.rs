@@ -42,6 +42,11 @@
 //! namespaced keys are laid out in a flat key space, a persisted format, is
 //! documented in [`namespace`].
 //!
+//! Beyond the six methods of `Store`, every backend implements the
+//! extension traits [`AtomicStore`] (counters and set-if-absent, atomic
+//! across tasks, processes and clients) and [`BatchStore`] (many keys in one
+//! step), and counts its operations in [`StoreStats`].
+//!
 //! # Layout
 //!
 //! - `store` — the [`Store`] and [`NamespacedStore`] traits: the contract.

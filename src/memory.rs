@@ -45,8 +45,9 @@ use crate::{NamespacedStore, Result, Store, StoreStats};
 /// of tasks and threads at once.
 ///
 /// Expired entries are invisible to every method at once, but their memory is
-/// only reclaimed by [`delete_expired`](MemoryStore::delete_expired) (or by
-/// overwriting or deleting the key).
+/// only reclaimed by [`delete_expired`](MemoryStore::delete_expired), by the
+/// background sweeper of [`MemoryStoreBuilder::sweep_every`], or by
+/// overwriting or deleting the key.
 ///
 /// # Example
 ///

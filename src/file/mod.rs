@@ -116,7 +116,8 @@ use writer::{Done, Op, Writer};
 /// [`expires_in`](Store::expires_in) may report more than was set. An
 /// expired entry is never returned, by any method, whether or not it has
 /// been removed yet; [`delete_expired`](FileStore::delete_expired) removes
-/// them, and reads only the expired part of the expiry index to find them.
+/// them, and reads only the expired part of the expiry index to find them;
+/// [`FileStoreBuilder::sweep_every`] does the same in the background.
 ///
 /// # Crashes
 ///
