@@ -23,7 +23,7 @@ fn wait_until(done: impl Fn() -> bool) {
 mod memory {
     use std::time::Duration;
 
-    use kvstores::{Bytes, ManualClock, MemoryStore, NamespacedStore, Store};
+    use kvstores::{AtomicStore, Bytes, ManualClock, MemoryStore, NamespacedStore, Store};
 
     crate::ext_suite!(async { MemoryStore::new() });
 
@@ -73,6 +73,66 @@ mod memory {
         drop(store);
         crate::wait_until(|| child.stats().expirations == 25_000);
         assert_eq!(child.delete_expired().await, 0);
+    }
+
+    /// The concurrency check has teeth: a counter done as get, then set
+    /// (with a yield between, as any real await would allow) loses updates.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_concurrency_check_catches_a_get_then_set_counter() {
+        #[derive(Clone)]
+        struct GetThenSet(MemoryStore);
+
+        #[async_trait::async_trait]
+        impl Store for GetThenSet {
+            async fn set(&self, k: &str, v: Bytes, e: Option<Duration>) -> kvstores::Result<()> {
+                self.0.set(k, v, e).await
+            }
+            async fn get(&self, k: &str, r: Option<Duration>) -> kvstores::Result<Option<Bytes>> {
+                self.0.get(k, r).await
+            }
+            async fn delete(&self, k: &str) -> kvstores::Result<()> {
+                self.0.delete(k).await
+            }
+            async fn delete_all(&self) -> kvstores::Result<()> {
+                self.0.delete_all().await
+            }
+            async fn exists(&self, k: &str) -> kvstores::Result<bool> {
+                self.0.exists(k).await
+            }
+            async fn expires_in(&self, k: &str) -> kvstores::Result<Option<Duration>> {
+                self.0.expires_in(k).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl AtomicStore for GetThenSet {
+            async fn increment(
+                &self,
+                k: &str,
+                delta: i64,
+                e: Option<Duration>,
+            ) -> kvstores::Result<i64> {
+                let old = self.0.get(k, None).await?;
+                let old: i64 = old.map_or(0, |v| std::str::from_utf8(&v).unwrap().parse().unwrap());
+                tokio::task::yield_now().await;
+                self.0
+                    .set(k, Bytes::from((old + delta).to_string()), e)
+                    .await?;
+                Ok(old + delta)
+            }
+            async fn set_if_absent(
+                &self,
+                k: &str,
+                v: Bytes,
+                e: Option<Duration>,
+            ) -> kvstores::Result<bool> {
+                self.0.set_if_absent(k, v, e).await
+            }
+        }
+
+        let naive = GetThenSet(MemoryStore::new());
+        let total = crate::ext_suite::increment_concurrently(&[naive], 64, 1000).await;
+        assert!(total < 64_000, "{total}");
     }
 
     /// After stop_sweeper nothing is swept; delete_expired still works.
