@@ -135,6 +135,112 @@ mod memory {
         assert!(total < 64_000, "{total}");
     }
 
+    /// How many of `keys` are live in `store`.
+    async fn live(store: &MemoryStore, keys: impl IntoIterator<Item = String>) -> usize {
+        let mut n = 0;
+        for key in keys {
+            n += usize::from(store.exists(&key).await.unwrap());
+        }
+        n
+    }
+
+    /// A store bounded by entries holds at most that many, counting every
+    /// namespace, and counts what it evicted.
+    #[tokio::test]
+    async fn a_bound_on_entries_is_kept_across_namespaces() {
+        let store = MemoryStore::builder().max_entries(100).build();
+        let child = store.with_namespace("child");
+        for i in 0..500 {
+            store
+                .set(&format!("k{i}"), Bytes::new(), None)
+                .await
+                .unwrap();
+            child
+                .set(&format!("k{i}"), Bytes::new(), None)
+                .await
+                .unwrap();
+        }
+        let keys = || (0..500).map(|i| format!("k{i}"));
+        assert_eq!(live(&store, keys()).await + live(&child, keys()).await, 100);
+        assert_eq!(store.stats().evictions, 900);
+        // Whatever was written last is there.
+        assert!(child.exists("k499").await.unwrap());
+    }
+
+    /// A store bounded by bytes counts keys and values.
+    #[tokio::test]
+    async fn a_bound_on_bytes_counts_keys_and_values() {
+        let store = MemoryStore::builder().max_bytes(1_000).build();
+        for i in 0..100 {
+            // 4 + 96 = 100 bytes each: ten fit.
+            let value = Bytes::from(vec![0u8; 96]);
+            store.set(&format!("k{i:03}"), value, None).await.unwrap();
+        }
+        assert_eq!(live(&store, (0..100).map(|i| format!("k{i:03}"))).await, 10);
+        // Shrinking values frees room without evicting.
+        let evicted = store.stats().evictions;
+        store.set("k099", Bytes::new(), None).await.unwrap();
+        store
+            .set("x", Bytes::from(vec![0u8; 90]), None)
+            .await
+            .unwrap();
+        assert_eq!(store.stats().evictions, evicted);
+    }
+
+    /// Expired entries are evicted before any live one.
+    #[tokio::test]
+    async fn eviction_takes_expired_entries_first() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .clock(clock.clone())
+            .max_entries(20)
+            .build();
+        for i in 0..10 {
+            let key = format!("old{i}");
+            store
+                .set(&key, Bytes::new(), Some(Duration::from_secs(1)))
+                .await
+                .unwrap();
+            store
+                .set(&format!("keep{i}"), Bytes::new(), None)
+                .await
+                .unwrap();
+        }
+        clock.advance(Duration::from_secs(1));
+        for i in 0..10 {
+            store
+                .set(&format!("new{i}"), Bytes::new(), None)
+                .await
+                .unwrap();
+        }
+        assert_eq!(live(&store, (0..10).map(|i| format!("keep{i}"))).await, 10);
+        assert_eq!(live(&store, (0..10).map(|i| format!("new{i}"))).await, 10);
+        let stats = store.stats();
+        assert_eq!((stats.expirations, stats.evictions), (10, 0));
+    }
+
+    /// A key read between writes survives a flood of new keys (CLOCK gives
+    /// it a second chance every time the hand comes round).
+    #[tokio::test]
+    async fn a_key_in_use_survives_a_flood_of_new_keys() {
+        let store = MemoryStore::builder().max_entries(1_000).build();
+        store
+            .set("hot", Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
+        for i in 0..20_000 {
+            store
+                .set(&format!("cold{i}"), Bytes::new(), None)
+                .await
+                .unwrap();
+            assert!(
+                store.get("hot", None).await.unwrap().is_some(),
+                "evicted after {i}"
+            );
+        }
+        assert_eq!(store.stats().evictions, 20_001 - 1_000);
+    }
+
     /// After stop_sweeper nothing is swept; delete_expired still works.
     #[tokio::test]
     async fn a_stopped_sweeper_sweeps_no_more() {
