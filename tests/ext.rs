@@ -291,6 +291,20 @@ mod memory {
     }
 }
 
+/// The same suite on a bounded MemoryStore (a bound never reached), which
+/// takes the accounting paths on every write.
+#[cfg(feature = "memory")]
+mod memory_bounded {
+    use kvstores::MemoryStore;
+
+    crate::ext_suite!(async {
+        MemoryStore::builder()
+            .max_entries(1 << 20)
+            .max_bytes(1 << 30)
+            .build()
+    });
+}
+
 #[cfg(feature = "file")]
 mod file {
     use std::path::Path;
