@@ -45,13 +45,21 @@
 //! namespaced keys are laid out in a flat key space, a persisted format, is
 //! documented in [`namespace`].
 //!
+//! Beyond the six methods of `Store`, every backend implements the
+//! extension traits [`AtomicStore`] (counters and set-if-absent, atomic
+//! across tasks, processes and clients) and [`BatchStore`] (many keys in one
+//! step), and counts its operations in [`StoreStats`].
+//!
 //! # Layout
 //!
 //! - `store` — the [`Store`] and [`NamespacedStore`] traits: the contract.
 //! - `error` — the one [`Error`] type and [`Result`].
+//! - `ext` — the extension traits every backend implements: [`AtomicStore`]
+//!   (counters, set-if-absent) and [`BatchStore`] (many keys at once).
 //! - [`namespace`] — the stable mapping from (namespace path, key) to stored
 //!   keys and to the ranges or patterns that select a namespace.
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
+//! - `stats` — [`StoreStats`], the per-store operation counters.
 //! - `registry` — [`StoreRegistry`], named stores from a default factory.
 //! - `memory` — [`MemoryStore`], sharded maps in a tree of namespaces.
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
@@ -70,6 +78,7 @@ mod error;
 #[cfg(feature = "export")]
 #[cfg_attr(docsrs, doc(cfg(feature = "export")))]
 pub mod export;
+mod ext;
 #[cfg(feature = "file")]
 mod file;
 #[cfg(any(
@@ -85,7 +94,10 @@ pub mod namespace;
 #[cfg(any(feature = "redis", feature = "valkey"))]
 mod redis;
 mod registry;
+mod stats;
 mod store;
+#[cfg(any(feature = "memory", feature = "file"))]
+mod sweeper;
 
 pub use bytes::Bytes;
 
@@ -109,6 +121,7 @@ pub mod server {
 }
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
+pub use ext::{AtomicStore, BatchStore};
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileDurability, FileStore, FileStoreBuilder, FileUsage};
@@ -132,4 +145,5 @@ pub use listing::{Entries, Entry, ListOptions};
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use registry::StoreRegistry;
+pub use stats::StoreStats;
 pub use store::{NamespacedStore, Store};

@@ -23,17 +23,21 @@
 //! `now < expires_at`; every reading method checks that, so an expired entry
 //! is never returned even before it is removed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::clock::{Clock, opt_ttl_millis};
-use crate::{NamespacedStore, Result, Store};
+use crate::ext::{add_to_counter, parse_counter};
+use crate::stats::{Counters, Event};
+use crate::sweeper::Sweeper;
+use crate::{NamespacedStore, Result, Store, StoreStats};
 
 /// A store in this process's memory: the fastest backend, shared by every
 /// clone and namespace of it, gone when the last handle is dropped.
@@ -42,8 +46,9 @@ use crate::{NamespacedStore, Result, Store};
 /// of tasks and threads at once.
 ///
 /// Expired entries are invisible to every method at once, but their memory is
-/// only reclaimed by [`delete_expired`](MemoryStore::delete_expired) (or by
-/// overwriting or deleting the key).
+/// only reclaimed by [`delete_expired`](MemoryStore::delete_expired), by the
+/// background sweeper of [`MemoryStoreBuilder::sweep_every`], or by
+/// overwriting or deleting the key.
 ///
 /// # Example
 ///
@@ -63,12 +68,27 @@ use crate::{NamespacedStore, Result, Store};
 pub struct MemoryStore {
     node: Arc<Node>,
     clock: Clock,
+    /// Shared by the root store and all its clones and namespaces.
+    root: Arc<Root>,
+}
+
+/// What a root store shares with its clones and namespaces besides the map.
+struct Root {
+    /// One stripe per shard index.
+    stats: Counters,
+    /// The background sweeper, if the builder asked for one.
+    sweeper: OnceLock<Sweeper>,
+    /// The limits of a bounded store.
+    bounds: Option<Bounds>,
 }
 
 /// Options for a [`MemoryStore`], from [`MemoryStore::builder`].
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStoreBuilder {
     clock: Clock,
+    sweep_every: Option<Duration>,
+    max_entries: Option<usize>,
+    max_bytes: Option<usize>,
 }
 
 impl MemoryStoreBuilder {
@@ -79,12 +99,108 @@ impl MemoryStoreBuilder {
         self
     }
 
+    /// Removes expired entries in the background, every `interval`, so that
+    /// a process that never calls [`MemoryStore::delete_expired`] does not
+    /// accumulate them.
+    ///
+    /// The sweeper is a thread of its own (no async runtime needed). Each
+    /// tick removes at most 10,000 entries, holding a shard's lock for at
+    /// most 256 of them, so it never stalls the store; a larger backlog is
+    /// worked off over several ticks. It stops when the last handle of the
+    /// store is dropped, or on [`MemoryStore::stop_sweeper`]. Off by default.
+    ///
+    /// # Panics
+    ///
+    /// [`build`](Self::build) panics if the operating system refuses to
+    /// start the thread.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kvstores::MemoryStore;
+    ///
+    /// let store = MemoryStore::builder().sweep_every(Duration::from_secs(30)).build();
+    /// # drop(store);
+    /// ```
+    pub fn sweep_every(mut self, interval: Duration) -> Self {
+        self.sweep_every = Some(interval);
+        self
+    }
+
+    /// Bounds the store (all its namespaces together) to `max` entries,
+    /// evicting as described under [`max_bytes`](Self::max_bytes).
+    pub fn max_entries(mut self, max: usize) -> Self {
+        self.max_entries = Some(max);
+        self
+    }
+
+    /// Bounds the store (all its namespaces together) to `max` bytes of
+    /// keys and values (`key.len() + value.len()` summed over entries; the
+    /// map's own overhead, about 100 bytes an entry, is not counted).
+    ///
+    /// # Eviction
+    ///
+    /// A write that takes the store over a bound evicts from the shard it
+    /// wrote to until the store is back within bounds: expired entries
+    /// first (earliest deadline first), then by CLOCK, an approximation of
+    /// least-recently-used: entries in insertion order, each read or write
+    /// giving an entry a second chance. Evictions are counted in
+    /// [`StoreStats::evictions`], expired entries removed so in
+    /// `expirations`. Evicting only from the written shard keeps eviction
+    /// under one lock; since keys hash evenly over shards, it approximates a
+    /// store-wide policy. A value larger than `max` is evicted at once.
+    /// Eviction never waits for a shard another thread holds, so under
+    /// contention the store can stay a few entries over its bound until
+    /// later writes evict them.
+    ///
+    /// Measured with `examples/zipf_hit_ratio.rs` (a read-through cache,
+    /// 1,000,000 requests over 100,000 keys, room for 10,000): hit ratio
+    /// 0.743 against exact LRU's 0.735 at Zipf exponent 1.0, and 0.479
+    /// against 0.467 at 0.8.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::*;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = MemoryStore::builder().max_entries(2).build();
+    /// for key in ["a", "b", "c"] {
+    ///     cache.set(key, Bytes::from_static(b"v"), None).await?;
+    /// }
+    /// assert_eq!(cache.stats().evictions, 1);
+    /// assert!(cache.exists("c").await?); // never the entry just written
+    /// # Ok::<(), kvstores::Error>(()) }).unwrap();
+    /// ```
+    pub fn max_bytes(mut self, max: usize) -> Self {
+        self.max_bytes = Some(max);
+        self
+    }
+
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
-        MemoryStore {
+        let store = MemoryStore {
             node: Arc::new(Node::new(Vec::new())),
             clock: self.clock,
+            root: Arc::new(Root {
+                stats: Counters::new(MAX_SHARDS),
+                sweeper: OnceLock::new(),
+                bounds: (self.max_entries.is_some() || self.max_bytes.is_some()).then(|| Bounds {
+                    max_entries: self.max_entries.unwrap_or(usize::MAX),
+                    max_bytes: self.max_bytes.unwrap_or(usize::MAX),
+                    entries: AtomicUsize::new(0),
+                    bytes: AtomicUsize::new(0),
+                }),
+            }),
+        };
+        if let Some(interval) = self.sweep_every {
+            let sweeper = store
+                .start_sweeper(interval)
+                .expect("start the MemoryStore sweeper thread");
+            let _ = store.root.sweeper.set(sweeper);
         }
+        store
     }
 }
 
@@ -109,9 +225,15 @@ impl MemoryStore {
         let mut removed = 0;
         self.node.for_each_in_subtree(&mut |node| {
             for shard in node.shards.iter() {
-                removed += shard.write().remove_expired(now);
+                let mut shard = shard.write();
+                let before = (shard.map.len(), shard.bytes);
+                removed += shard.remove_expired(now);
+                if let Some(bounds) = &self.root.bounds {
+                    bounds.account(before, &shard);
+                }
             }
         });
+        self.root.stats.add(0, Event::Expiration, removed as u64);
         removed
     }
 
@@ -121,9 +243,131 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &str) -> &Padded<RwLock<Shard>> {
+        self.locate(key).1
+    }
+
+    /// The shard of `key` and its index, which is also its stats stripe.
+    fn locate(&self, key: &str) -> (usize, &Padded<RwLock<Shard>>) {
         let hash = self.node.hasher.hash_one(key);
         // The high bits: the map inside the shard uses the low ones.
-        &self.node.shards[(hash >> 57) as usize % self.node.shards.len()]
+        let index = (hash >> 57) as usize % self.node.shards.len();
+        (index, &self.node.shards[index])
+    }
+
+    /// What this store has done, counted for the root store and all its
+    /// clones and namespaces; see [`StoreStats`].
+    pub fn stats(&self) -> StoreStats {
+        self.root.stats.snapshot()
+    }
+
+    /// Stops the background sweeper of
+    /// [`MemoryStoreBuilder::sweep_every`], if there is one: no sweep starts
+    /// after this returns. Expired entries stay invisible, and
+    /// [`delete_expired`](Self::delete_expired) still removes them.
+    pub fn stop_sweeper(&self) {
+        if let Some(sweeper) = self.root.sweeper.get() {
+            sweeper.stop();
+        }
+    }
+
+    /// What a write to `key` must remember for [`settle`](Self::settle):
+    /// `None` in an unbounded store, which settles nothing.
+    fn before(&self, shard: &Shard, key: &str) -> Option<(usize, usize, bool)> {
+        self.root.bounds.as_ref()?;
+        Some((shard.map.len(), shard.bytes, shard.map.contains_key(key)))
+    }
+
+    /// After a write to `key` under `shard`'s lock, in a bounded store:
+    /// gives a new key its CLOCK slot, accounts for the change, marks the
+    /// entry used, and evicts until the store is back within bounds — from
+    /// this shard, then from the other shards of this namespace that are
+    /// not locked at the moment (`try_write`: waiting for one while holding
+    /// this one could deadlock).
+    fn settle(
+        &self,
+        stripe: usize,
+        key: &str,
+        shard: &mut Shard,
+        before: Option<(usize, usize, bool)>,
+    ) {
+        let (Some(bounds), Some((entries, bytes, existed))) = (&self.root.bounds, before) else {
+            return;
+        };
+        if let Some((slot, entry)) = shard.map.get_key_value(key) {
+            // A new key starts unreferenced, as in CLOCK: it has to be used
+            // again to earn a second chance.
+            if existed {
+                entry.referenced.store(true, Ordering::Relaxed);
+            } else {
+                let slot = slot.clone();
+                shard.ring.push_back(slot);
+            }
+        }
+        bounds.account((entries, bytes), shard);
+        if !bounds.over() {
+            return;
+        }
+        let now = self.clock.monotonic_millis();
+        let (mut expired, mut evicted) = (0, 0);
+        let shards = &self.node.shards;
+        // Expired entries anywhere go before live ones anywhere.
+        for expired_only in [true, false] {
+            for index in (0..shards.len()).map(|i| (stripe + i) % shards.len()) {
+                if !bounds.over() {
+                    break;
+                }
+                let (e, v) = if index == stripe {
+                    bounds.evict_from(shard, now, Some(key), expired_only)
+                } else if let Ok(mut other) = shards[index].0.try_write() {
+                    bounds.evict_from(&mut other, now, None, expired_only)
+                } else {
+                    continue;
+                };
+                (expired, evicted) = (expired + e, evicted + v);
+            }
+        }
+        self.root.stats.add(stripe, Event::Expiration, expired);
+        self.root.stats.add(stripe, Event::Eviction, evicted);
+    }
+
+    /// Marks a read entry used, in a bounded store.
+    fn touch(&self, entry: &Entry) {
+        if self.root.bounds.is_some() {
+            entry.referenced.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts the sweeper thread on this (root) store. The thread holds the
+    /// root node, which outlives every handle anyway, and only a weak
+    /// reference to `Root`, whose drop stops it.
+    fn start_sweeper(&self, interval: Duration) -> std::io::Result<Sweeper> {
+        const PER_TICK: usize = 10_000;
+        const PER_LOCK: usize = 256;
+        let (node, clock) = (self.node.clone(), self.clock.clone());
+        let root = Arc::downgrade(&self.root);
+        Sweeper::start("kvs-mem-sweep", interval, move || {
+            let Some(root) = root.upgrade() else {
+                return false;
+            };
+            let now = clock.monotonic_millis();
+            let mut left = PER_TICK;
+            node.for_each_in_subtree(&mut |node| {
+                for (stripe, shard) in node.shards.iter().enumerate() {
+                    if left == 0 {
+                        return;
+                    }
+                    let mut shard = shard.write();
+                    let before = (shard.map.len(), shard.bytes);
+                    let removed = shard.remove_expired_at_most(now, left.min(PER_LOCK));
+                    if let Some(bounds) = &root.bounds {
+                        bounds.account(before, &shard);
+                    }
+                    root.stats.add(stripe, Event::Expiration, removed as u64);
+                    left -= removed;
+                }
+            });
+            true
+        })
     }
 }
 
@@ -146,29 +390,49 @@ impl Store for MemoryStore {
     async fn set(&self, key: &str, value: Bytes, expires_in: Option<Duration>) -> Result<()> {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let expires_at = ttl.map(|ms| self.clock.monotonic_millis().saturating_add(ms));
-        self.shard(key).write().insert(key, value, expires_at);
+        let (stripe, shard) = self.locate(key);
+        let mut shard = shard.write();
+        let before = self.before(&shard, key);
+        shard.insert(key, value, expires_at);
+        self.settle(stripe, key, &mut shard, before);
+        self.root.stats.add(stripe, Event::Set, 1);
         Ok(())
     }
 
     async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
         let now = self.clock.monotonic_millis();
-        match opt_ttl_millis(renew_for, "renew_for")? {
-            None => Ok(self
-                .shard(key)
-                .read()
-                .map
-                .get(key)
+        let renew = opt_ttl_millis(renew_for, "renew_for")?;
+        let (stripe, shard) = self.locate(key);
+        let value = match renew {
+            None => (shard.read().map.get(key))
                 .filter(|e| e.is_live(now))
-                .map(|e| e.value.clone())),
-            Some(ms) => Ok(self
-                .shard(key)
-                .write()
-                .renew(key, now, now.saturating_add(ms))),
-        }
+                .map(|e| {
+                    self.touch(e);
+                    e.value.clone()
+                }),
+            Some(ms) => {
+                let mut shard = shard.write();
+                let value = shard.renew(key, now, now.saturating_add(ms));
+                shard.map.get(key).inspect(|e| self.touch(e));
+                value
+            }
+        };
+        let event = if value.is_some() {
+            Event::Hit
+        } else {
+            Event::Miss
+        };
+        self.root.stats.add(stripe, event, 1);
+        Ok(value)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.shard(key).write().remove(key);
+        let (stripe, shard) = self.locate(key);
+        let mut shard = shard.write();
+        let before = self.before(&shard, key);
+        shard.remove(key);
+        self.settle(stripe, key, &mut shard, before);
+        self.root.stats.add(stripe, Event::Delete, 1);
         Ok(())
     }
 
@@ -176,8 +440,11 @@ impl Store for MemoryStore {
         self.node.for_each_in_subtree(&mut |node| {
             for shard in node.shards.iter() {
                 let mut shard = shard.write();
-                shard.map = HashMap::new();
-                shard.expiry = BTreeMap::new();
+                let before = (shard.map.len(), shard.bytes);
+                *shard = Shard::default();
+                if let Some(bounds) = &self.root.bounds {
+                    bounds.account(before, &shard);
+                }
             }
         });
         Ok(())
@@ -206,9 +473,13 @@ impl NamespacedStore for MemoryStore {
         MemoryStore {
             node: self.node.child(namespace),
             clock: self.clock.clone(),
+            root: self.root.clone(),
         }
     }
 }
+
+/// The most shards a node has (and the number of stats stripes).
+const MAX_SHARDS: usize = 64;
 
 /// One namespace: its own sharded map and its children.
 struct Node {
@@ -225,7 +496,7 @@ impl Node {
         // Enough shards that two threads rarely meet on one lock, as dashmap
         // sizes its shards; a power of two keeps the index a mask.
         let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let shards = (cores * 4).next_power_of_two().clamp(4, 64);
+        let shards = (cores * 4).next_power_of_two().clamp(4, MAX_SHARDS);
         Node {
             path,
             hasher: RandomState::new(),
@@ -268,6 +539,12 @@ struct Shard {
     /// comparisons on every insert.
     expiry: BTreeMap<(u64, u64), Arc<str>>,
     next_id: u64,
+    /// The sum of `key.len() + value.len()` over `map`.
+    bytes: usize,
+    /// In a bounded store, the CLOCK ring: every key of `map`, oldest
+    /// insertion first, and possibly slots of keys since deleted (skipped
+    /// when reached, and compacted away when they outnumber live keys).
+    ring: VecDeque<Arc<str>>,
 }
 
 struct Entry {
@@ -275,6 +552,9 @@ struct Entry {
     /// Monotonic milliseconds at which the entry expires, and the entry's id
     /// in the expiry index; `None`: never.
     expiry: Option<(u64, u64)>,
+    /// In a bounded store, set when the entry is used and cleared when the
+    /// CLOCK hand passes it: a second chance before eviction.
+    referenced: AtomicBool,
 }
 
 impl Entry {
@@ -298,14 +578,26 @@ impl Shard {
 
     fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<u64>) {
         let (key, old) = match self.map.remove_entry(key) {
-            Some((key, old)) => (key, old.expiry),
+            Some((key, old)) => {
+                self.bytes -= key.len() + old.value.len();
+                (key, old.expiry)
+            }
             None => (Arc::from(key), None),
         };
         if let Some(old) = old {
             self.expiry.remove(&old);
         }
         let expiry = self.index(key.clone(), expires_at);
-        self.map.insert(key, Entry { value, expiry });
+        self.bytes += key.len() + value.len();
+        let referenced = AtomicBool::new(false);
+        self.map.insert(
+            key,
+            Entry {
+                value,
+                expiry,
+                referenced,
+            },
+        );
     }
 
     fn renew(&mut self, key: &str, now: u64, new_expiry: u64) -> Option<Bytes> {
@@ -326,9 +618,45 @@ impl Shard {
     }
 
     fn remove(&mut self, key: &str) {
-        if let Some(old) = self.map.remove(key).and_then(|entry| entry.expiry) {
-            self.expiry.remove(&old);
+        if let Some(entry) = self.map.remove(key) {
+            self.bytes -= key.len() + entry.value.len();
+            if let Some(old) = entry.expiry {
+                self.expiry.remove(&old);
+            }
         }
+    }
+
+    /// Removes `key`, known to be out of the expiry index already.
+    fn forget(&mut self, key: &str) {
+        if let Some(entry) = self.map.remove(key) {
+            self.bytes -= key.len() + entry.value.len();
+        }
+    }
+
+    /// Replaces the value of `key` (which must be there), keeping its expiry.
+    fn replace_value(&mut self, key: &str, value: Bytes) {
+        if let Some(entry) = self.map.get_mut(key) {
+            self.bytes = self.bytes - entry.value.len() + value.len();
+            entry.value = value;
+        }
+    }
+
+    /// Removes at most `max` of the entries whose deadline is at or before
+    /// `now`, the earliest first.
+    fn remove_expired_at_most(&mut self, now: u64, max: usize) -> usize {
+        let mut removed = 0;
+        while removed < max {
+            let Some(first) = self.expiry.first_entry() else {
+                break;
+            };
+            if first.key().0 > now {
+                break;
+            }
+            let key = first.remove();
+            self.forget(&key);
+            removed += 1;
+        }
+        removed
     }
 
     /// Removes the entries whose deadline is at or before `now`.
@@ -336,9 +664,85 @@ impl Shard {
         let live = self.expiry.split_off(&(now.saturating_add(1), 0));
         let expired = std::mem::replace(&mut self.expiry, live);
         for key in expired.values() {
-            self.map.remove(key);
+            self.forget(key);
         }
         expired.len()
+    }
+}
+
+/// The limits of a bounded store and its usage, kept in step with every
+/// shard's `map.len()` and `bytes` by [`MemoryStore::settle`].
+struct Bounds {
+    max_entries: usize,
+    max_bytes: usize,
+    entries: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Bounds {
+    fn over(&self) -> bool {
+        self.entries.load(Ordering::Relaxed) > self.max_entries
+            || self.bytes.load(Ordering::Relaxed) > self.max_bytes
+    }
+
+    /// Adds what `shard` gained or lost since it held `before` (entries,
+    /// bytes). Wrapping adds of the differences are exact modulo 2^64.
+    fn account(&self, before: (usize, usize), shard: &Shard) {
+        let entries = shard.map.len().wrapping_sub(before.0);
+        let bytes = shard.bytes.wrapping_sub(before.1);
+        self.entries.fetch_add(entries, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Evicts from `shard` until the store is within bounds or the shard
+    /// has nothing left to give but `keep` (the key just written): expired
+    /// entries first, then, unless `expired_only`, by CLOCK. Returns
+    /// (expired, evicted).
+    fn evict_from(
+        &self,
+        shard: &mut Shard,
+        now: u64,
+        keep: Option<&str>,
+        expired_only: bool,
+    ) -> (u64, u64) {
+        let (mut expired, mut evicted) = (0, 0);
+        // Every slot is looked at most twice (once to clear its bit), plus
+        // the expired entries: then the shard is spent.
+        let mut budget = 2 * shard.ring.len() + shard.expiry.len() + 1;
+        while self.over() && budget > 0 {
+            budget -= 1;
+            let before = (shard.map.len(), shard.bytes);
+            if shard.remove_expired_at_most(now, 1) == 1 {
+                expired += 1;
+            } else if expired_only {
+                break;
+            } else if let Some(slot) = shard.ring.pop_front() {
+                match shard.map.get(&*slot) {
+                    None => {} // a deleted key's slot
+                    Some(_) if Some(&*slot) == keep => shard.ring.push_back(slot),
+                    Some(entry) if entry.referenced.swap(false, Ordering::Relaxed) => {
+                        shard.ring.push_back(slot);
+                    }
+                    Some(_) => {
+                        shard.remove(&slot);
+                        evicted += 1;
+                    }
+                }
+            } else {
+                break;
+            }
+            self.account(before, shard);
+        }
+        if shard.ring.len() > 2 * shard.map.len() + 64 {
+            // Drop the slots of deleted keys, and duplicates left by keys
+            // deleted and written again.
+            let mut seen = std::collections::HashSet::new();
+            let map = &shard.map;
+            shard
+                .ring
+                .retain(|key| map.contains_key(key) && seen.insert(key.clone()));
+        }
+        (expired, evicted)
     }
 }
 
@@ -364,4 +768,108 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ------------------------------------------------------------- extensions
+
+#[async_trait]
+impl crate::AtomicStore for MemoryStore {
+    async fn increment(&self, key: &str, delta: i64, expires_in: Option<Duration>) -> Result<i64> {
+        let ttl = opt_ttl_millis(expires_in, "expires_in")?;
+        let now = self.clock.monotonic_millis();
+        // Read, check and write under one write lock: that is the atomicity.
+        let (stripe, shard) = self.locate(key);
+        let mut shard = shard.write();
+        let live = shard.map.get(key).filter(|e| e.is_live(now));
+        let current = parse_counter(live.map(|e| &e.value[..]))?;
+        let exists = live.is_some();
+        let new = add_to_counter(current, delta)?;
+        let value = Bytes::from(new.to_string());
+        let before = self.before(&shard, key);
+        if exists {
+            // An existing counter keeps its expiry: only the value changes.
+            shard.replace_value(key, value);
+        } else {
+            shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms)));
+        }
+        self.settle(stripe, key, &mut shard, before);
+        self.root.stats.add(stripe, Event::Set, 1);
+        Ok(new)
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        expires_in: Option<Duration>,
+    ) -> Result<bool> {
+        let ttl = opt_ttl_millis(expires_in, "expires_in")?;
+        let now = self.clock.monotonic_millis();
+        let (stripe, shard) = self.locate(key);
+        let mut shard = shard.write();
+        if shard.map.get(key).is_some_and(|e| e.is_live(now)) {
+            return Ok(false);
+        }
+        let before = self.before(&shard, key);
+        shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms)));
+        self.settle(stripe, key, &mut shard, before);
+        self.root.stats.add(stripe, Event::Set, 1);
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl crate::BatchStore for MemoryStore {
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        let now = self.clock.monotonic_millis();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let (stripe, shard) = self.locate(key);
+                let value = (shard.read().map.get(*key))
+                    .filter(|e| e.is_live(now))
+                    .map(|e| {
+                        self.touch(e);
+                        e.value.clone()
+                    });
+                let event = if value.is_some() {
+                    Event::Hit
+                } else {
+                    Event::Miss
+                };
+                self.root.stats.add(stripe, event, 1);
+                value
+            })
+            .collect())
+    }
+
+    async fn set_many(
+        &self,
+        entries: &[(&str, Bytes)],
+        expires_in: Option<Duration>,
+    ) -> Result<()> {
+        let ttl = opt_ttl_millis(expires_in, "expires_in")?;
+        let expires_at = ttl.map(|ms| self.clock.monotonic_millis().saturating_add(ms));
+        for (key, value) in entries {
+            let (stripe, shard) = self.locate(key);
+            let mut shard = shard.write();
+            let before = self.before(&shard, key);
+            shard.insert(key, value.clone(), expires_at);
+            self.settle(stripe, key, &mut shard, before);
+            self.root.stats.add(stripe, Event::Set, 1);
+        }
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<()> {
+        for key in keys {
+            let (stripe, shard) = self.locate(key);
+            let mut shard = shard.write();
+            let before = self.before(&shard, key);
+            shard.remove(key);
+            self.settle(stripe, key, &mut shard, before);
+            self.root.stats.add(stripe, Event::Delete, 1);
+        }
+        Ok(())
+    }
 }

@@ -2,6 +2,8 @@
 //!
 //! # Design
 //!
+//! - `atomic` — `AtomicStore` and `BatchStore`: their writes are ops of the
+//!   writer thread, so each runs inside one write transaction.
 //! - `db` — the shared database handle, redb's errors mapped to the crate's
 //!   in one place, and the backup copy.
 //! - `tables` — the persisted layout (an entries table and an expiry index
@@ -9,6 +11,7 @@
 //! - `writer` — group commit: one thread per database applies all writes
 //!   waiting at the moment in one transaction, then replies to each caller.
 //! - `reader` — the same for lookups: one read transaction per batch.
+//! - `sweep` — the opt-in background sweeper of expired entries.
 //! - `worker` — the thread-and-channel plumbing the two share.
 //! - `open` — path checks, the read-only probe that refuses a foreign file
 //!   without touching it, and the process-wide table of open databases.
@@ -21,10 +24,12 @@
 //! Concurrency modes, durability and what a crash or a clock jump does are
 //! documented on [`FileStore`], where users read them.
 
+mod atomic;
 mod db;
 pub(crate) mod list;
 mod open;
 mod reader;
+mod sweep;
 mod tables;
 mod worker;
 mod writer;
@@ -39,6 +44,7 @@ use bytes::Bytes;
 
 use crate::clock::{Clock, opt_ttl_millis, ttl_millis};
 use crate::namespace::{table_key, table_prefix};
+use crate::stats::{Counters, Event};
 use crate::{NamespacedStore, Result, Store};
 use db::{Db, backup, blocking, db_error};
 use open::Options;
@@ -113,7 +119,8 @@ pub use list::FileUsage;
 /// [`expires_in`](Store::expires_in) may report more than was set. An
 /// expired entry is never returned, by any method, whether or not it has
 /// been removed yet; [`delete_expired`](FileStore::delete_expired) removes
-/// them, and reads only the expired part of the expiry index to find them.
+/// them, and reads only the expired part of the expiry index to find them;
+/// [`FileStoreBuilder::sweep_every`] does the same in the background.
 ///
 /// # Crashes
 ///
@@ -194,6 +201,7 @@ pub struct FileStoreBuilder {
     exclusive: bool,
     durability: FileDurability,
     clock: Clock,
+    sweep_every: Option<Duration>,
 }
 
 impl FileStoreBuilder {
@@ -271,12 +279,16 @@ impl FileStoreBuilder {
             },
         };
         let inner = open::open(&self.path, self.create_directories, options)?;
-        Ok(FileStore {
+        let store = FileStore {
             inner,
             namespace: Arc::from([]),
             prefix: Arc::from([]),
             clock: self.clock,
-        })
+        };
+        if let Some(interval) = self.sweep_every {
+            store.start_sweeper(interval)?;
+        }
+        Ok(store)
     }
 }
 
@@ -309,6 +321,7 @@ impl FileStore {
             exclusive: false,
             durability: FileDurability::default(),
             clock: Clock::system(),
+            sweep_every: None,
         }
     }
 
@@ -320,6 +333,12 @@ impl FileStore {
     /// The namespace path of this handle, from the root store down.
     pub fn namespace(&self) -> &[String] {
         &self.namespace
+    }
+
+    /// What this process has done on this database file, counted for every
+    /// handle on it; see [`StoreStats`](crate::StoreStats).
+    pub fn stats(&self) -> crate::StoreStats {
+        self.inner.stats.snapshot()
     }
 
     /// Removes every expired entry of this namespace and its descendants,
@@ -353,7 +372,10 @@ impl FileStore {
             now: self.clock.unix_millis(),
         };
         match self.inner.writer().submit(op).await? {
-            Done::Count(n) => Ok(n),
+            Done::Count(n) => {
+                self.inner.stats.add(0, Event::Expiration, n as u64);
+                Ok(n)
+            }
             _ => unreachable!("DeleteExpired replies with a count"),
         }
     }
@@ -473,30 +495,27 @@ impl Store for FileStore {
             value,
             expires_at,
         })
-        .await
-        .map(drop)
+        .await?;
+        self.inner.stats.one(Event::Set);
+        Ok(())
     }
 
     async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
-        let Some(renew_for) = renew_for else {
-            return Ok(self.read(key, true).await?.and_then(|(_, value)| value));
+        let value = self.get_or_renew(key, renew_for).await?;
+        let event = if value.is_some() {
+            Event::Hit
+        } else {
+            Event::Miss
         };
-        let ms = ttl_millis(renew_for, "renew_for")?;
-        let now = self.clock.unix_millis();
-        let op = Op::Renew {
-            key: table_key(&self.prefix, key),
-            now,
-            expires_at: now.saturating_add(ms),
-        };
-        match self.write(op).await? {
-            Done::Value(value) => Ok(value),
-            _ => unreachable!("Renew replies with a value"),
-        }
+        self.inner.stats.one(event);
+        Ok(value)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         let key = table_key(&self.prefix, key);
-        self.write(Op::Delete { key }).await.map(drop)
+        self.write(Op::Delete { key }).await?;
+        self.inner.stats.one(Event::Delete);
+        Ok(())
     }
 
     async fn delete_all(&self) -> Result<()> {
@@ -514,6 +533,25 @@ impl Store for FileStore {
         // The read saw the entry live at its own (later or equal) reading of
         // the clock, so `at > now` here.
         Ok(at.map(|at| Duration::from_millis(at.saturating_sub(now).max(1))))
+    }
+}
+
+impl FileStore {
+    async fn get_or_renew(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
+        let Some(renew_for) = renew_for else {
+            return Ok(self.read(key, true).await?.and_then(|(_, value)| value));
+        };
+        let ms = ttl_millis(renew_for, "renew_for")?;
+        let now = self.clock.unix_millis();
+        let op = Op::Renew {
+            key: table_key(&self.prefix, key),
+            now,
+            expires_at: now.saturating_add(ms),
+        };
+        match self.write(op).await? {
+            Done::Value(value) => Ok(value),
+            _ => unreachable!("Renew replies with a value"),
+        }
     }
 }
 
@@ -539,6 +577,10 @@ struct Inner {
     /// `Some` until dropped, like `writer`.
     reader: Option<Reader>,
     options: Options,
+    /// Counted for every handle on this database in this process.
+    stats: Counters,
+    /// The background sweeper, once an open asked for one.
+    sweeper: std::sync::Mutex<Option<crate::sweeper::Sweeper>>,
 }
 
 impl Inner {
@@ -560,6 +602,8 @@ impl Drop for Inner {
         // Under the registry lock, so that an open of the same path waits
         // until the file is closed instead of finding it still locked.
         let mut open = open::registry();
+        // Stopped first: a tick must not find the writer gone.
+        drop(self.sweeper.get_mut().map(Option::take));
         drop(self.writer.take());
         drop(self.reader.take());
         self.db.close();

@@ -16,6 +16,7 @@ use super::db::{Db, db_error};
 use super::reader::Reader;
 use super::tables::{self, Format};
 use super::writer::Writer;
+use crate::stats::Counters;
 use crate::{Error, Result};
 
 /// What a database is opened with; the same for every handle of it.
@@ -80,6 +81,8 @@ pub(super) fn open(path: &Path, create_directories: bool, options: Options) -> R
         writer: Some(writer),
         reader: Some(reader),
         options,
+        stats: Counters::new(1),
+        sweeper: Mutex::default(),
     });
     open.insert(canonical, Arc::downgrade(&inner));
     Ok(inner)

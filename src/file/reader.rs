@@ -38,9 +38,11 @@ pub(super) struct Lookup {
     pub(super) value: bool,
 }
 
+/// One caller's lookups (one for `get`, several for `get_many`), all served
+/// from the same read transaction.
 struct Job {
-    lookup: Lookup,
-    reply: Reply<Found>,
+    lookups: Vec<Lookup>,
+    reply: Reply<Vec<Found>>,
 }
 
 /// The handle to a database's reader thread.
@@ -54,7 +56,14 @@ impl Reader {
 
     /// Looks the entry up and returns it if it is live.
     pub(super) async fn get(&self, lookup: Lookup) -> Result<Found> {
-        self.0.call(|reply| Job { lookup, reply }).await
+        let mut found = self.get_many(vec![lookup]).await?;
+        Ok(found.pop().flatten())
+    }
+
+    /// Looks every entry up in one read transaction, a snapshot, and
+    /// returns those that are live, in order.
+    pub(super) async fn get_many(&self, lookups: Vec<Lookup>) -> Result<Vec<Found>> {
+        self.0.call(|reply| Job { lookups, reply }).await
     }
 }
 
@@ -64,18 +73,19 @@ fn serve(db: &Db, queue: &mpsc::Receiver<Job>) {
         let found = db.with(|database| {
             let txn = database.begin_read()?;
             let entries = txn.open_table(ENTRIES)?;
+            let look_up = |lookup: &Lookup| {
+                let Lookup { key, now, value } = lookup;
+                let entry = redb::ReadableTable::get(&entries, &key[..])?;
+                Ok(entry.and_then(|entry| {
+                    let (at, bytes) = entry.value();
+                    tables::is_live(at, *now)
+                        .then(|| (at, value.then(|| Bytes::copy_from_slice(bytes))))
+                }))
+            };
             batch
                 .iter()
-                .map(|job| {
-                    let Lookup { key, now, value } = &job.lookup;
-                    let entry = redb::ReadableTable::get(&entries, &key[..])?;
-                    Ok(entry.and_then(|entry| {
-                        let (at, bytes) = entry.value();
-                        tables::is_live(at, *now)
-                            .then(|| (at, value.then(|| Bytes::copy_from_slice(bytes))))
-                    }))
-                })
-                .collect::<Result<Vec<_>, redb::Error>>()
+                .map(|job| job.lookups.iter().map(look_up).collect())
+                .collect::<Result<Vec<Vec<Found>>, redb::Error>>()
         });
         match found {
             Ok(found) => {

@@ -140,6 +140,18 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
+    /// The entry at `key` if it is live at `now`: its expiry and value.
+    pub(super) fn get_live(
+        &self,
+        key: &[u8],
+        now: u64,
+    ) -> Result<Option<(Option<u64>, Bytes)>, StorageError> {
+        Ok(self.entries.get(key)?.and_then(|entry| {
+            let (at, value) = entry.value();
+            is_live(at, now).then(|| (at, Bytes::copy_from_slice(value)))
+        }))
+    }
+
     pub(super) fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
         let old = self.entries.remove(key)?.and_then(|old| old.value().0);
         if let Some(old) = old {
@@ -197,6 +209,27 @@ impl<'txn> Tables<'txn> {
             self.expiry.remove((at, &key[..]))?;
         }
         Ok(())
+    }
+
+    /// Deletes at most `max` of the entries (of any namespace) whose expiry
+    /// is at or before `now`, the earliest first, returning how many.
+    pub(super) fn delete_expired_at_most(
+        &mut self,
+        now: u64,
+        max: usize,
+    ) -> Result<usize, StorageError> {
+        let upper = (now.saturating_add(1), &b""[..]);
+        let mut expired = Vec::new();
+        for index in self.expiry.range::<(u64, &[u8])>(..upper)?.take(max) {
+            let (index, _) = index?;
+            let (at, key) = index.value();
+            expired.push((at, key.to_vec()));
+        }
+        for (at, key) in &expired {
+            self.expiry.remove((*at, &key[..]))?;
+            self.entries.remove(&key[..])?;
+        }
+        Ok(expired.len())
     }
 
     /// Deletes the entries under `prefix` whose expiry is at or before `now`,

@@ -62,6 +62,22 @@ impl<J: Send + 'static> Worker<J> {
         replied.await.unwrap_or_else(|_| Err(self.stopped()))
     }
 
+    /// [`call`](Self::call) for a plain thread; it must not run inside an
+    /// async runtime, where blocking would stall a worker.
+    pub(super) fn call_blocking<R>(&self, make: impl FnOnce(Reply<R>) -> J) -> Result<R> {
+        let (reply, replied) = oneshot::channel();
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(make(reply)).is_ok());
+        if !sent {
+            return Err(self.stopped());
+        }
+        replied
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(self.stopped()))
+    }
+
     fn stopped(&self) -> Error {
         Error::Database {
             path: self.path.clone(),

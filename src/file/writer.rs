@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redb::{Durability, StorageError};
 
+use super::atomic::ExtOp;
 use super::db::{Db, batch_error};
 use super::tables::Tables;
 use super::worker::{Reply, Worker, drain};
@@ -52,6 +53,8 @@ pub(super) enum Op {
         prefix: Vec<u8>,
         now: u64,
     },
+    /// `AtomicStore` and `BatchStore` operations (`atomic.rs`).
+    Ext(ExtOp),
 }
 
 /// What a job gives back.
@@ -59,6 +62,8 @@ pub(super) enum Done {
     Unit,
     Value(Option<Bytes>),
     Count(usize),
+    Int(i64),
+    Bool(bool),
 }
 
 pub(super) struct Job {
@@ -83,6 +88,11 @@ impl Writer {
     /// Queues `op` and waits for the commit that holds it.
     pub(super) async fn submit(&self, op: Op) -> Result<Done> {
         self.0.call(|reply| Job { op, reply }).await
+    }
+
+    /// [`submit`](Self::submit) for a plain thread, outside any runtime.
+    pub(super) fn submit_blocking(&self, op: Op) -> Result<Done> {
+        self.0.call_blocking(|reply| Job { op, reply })
     }
 }
 
@@ -139,7 +149,7 @@ fn commit_batch(db: &Db, batch: &mut Vec<Job>, durable: bool) {
             let mut tables = Tables::open(&txn)?;
             for job in batch.iter() {
                 match apply(&mut tables, &job.op) {
-                    Ok(done) => results.push(Ok(done)),
+                    Ok(done) => results.push(done),
                     Err(StorageError::ValueTooLarge(len)) => {
                         results.push(Err(Error::invalid_argument(format!(
                             "a key and value of {len} bytes are more than the file store can hold"
@@ -168,8 +178,10 @@ fn commit_batch(db: &Db, batch: &mut Vec<Job>, durable: bool) {
     }
 }
 
-fn apply(tables: &mut Tables<'_>, op: &Op) -> Result<Done, StorageError> {
-    match op {
+/// Applies `op`. The outer error abandons the transaction; the inner one
+/// fails this job alone and is returned only by an op that wrote nothing.
+fn apply(tables: &mut Tables<'_>, op: &Op) -> Result<Result<Done>, StorageError> {
+    let done = match op {
         Op::Set {
             key,
             value,
@@ -183,7 +195,9 @@ fn apply(tables: &mut Tables<'_>, op: &Op) -> Result<Done, StorageError> {
         } => tables.renew(key, *now, *expires_at).map(Done::Value),
         Op::DeleteRange { prefix } => tables.delete_range(prefix).map(|()| Done::Unit),
         Op::DeleteExpired { prefix, now } => tables.delete_expired(prefix, *now).map(Done::Count),
-    }
+        Op::Ext(op) => return tables.apply_ext(op),
+    };
+    done.map(Ok)
 }
 
 /// Makes every commit so far durable with an empty durable commit. A

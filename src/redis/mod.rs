@@ -22,6 +22,7 @@
 //!   expiry, sets a new one with `PEXPIRE` — atomically, since a script runs
 //!   alone on the server.
 //! - `delete` is `UNLINK`, `exists` is `EXISTS`, `expires_in` reads `PTTL`.
+//! - The extension traits' commands are described in `atomic.rs`.
 //! - `delete_all` sweeps with `SCAN cursor MATCH pattern COUNT 1000` from the
 //!   client and `UNLINK`s each batch. It never runs a server-side loop, so
 //!   other clients are served between batches however large the namespace.
@@ -65,8 +66,10 @@ use bytes::Bytes;
 
 use crate::clock::opt_ttl_millis;
 use crate::namespace::{redis_key, redis_pattern, redis_prefix};
+use crate::stats::{Counters, Event};
 use crate::{Error, Result};
 
+mod atomic;
 pub(crate) mod list;
 mod options;
 mod store;
@@ -112,6 +115,8 @@ struct Shared {
     /// `host:port` (or a socket path): names the server in errors and
     /// `Debug`; never holds credentials.
     server: String,
+    /// Counted for every handle sharing this connection.
+    stats: Counters,
 }
 
 /// One namespace of one server connection: the implementation behind both
@@ -130,7 +135,11 @@ impl Core {
         let path: Arc<[String]> = root.map(str::to_owned).into_iter().collect();
         Core {
             prefix: redis_prefix(&path).map(Arc::from),
-            shared: Arc::new(Shared { connection, server }),
+            shared: Arc::new(Shared {
+                connection,
+                server,
+                stats: Counters::new(1),
+            }),
             path,
         }
     }
@@ -190,7 +199,17 @@ impl Core {
         if let Some(ms) = ttl {
             cmd.arg("PX").arg(ms.min(MAX_TTL_MILLIS));
         }
-        self.query(&cmd, "SET").await
+        self.query::<()>(&cmd, "SET").await?;
+        self.count(Event::Set, 1);
+        Ok(())
+    }
+
+    pub(crate) fn stats(&self) -> crate::StoreStats {
+        self.shared.stats.snapshot()
+    }
+
+    fn count(&self, event: Event, n: u64) {
+        self.shared.stats.add(0, event, n);
     }
 
     pub(crate) async fn set_keep_ttl(&self, key: &str, value: &[u8]) -> Result<()> {
@@ -219,13 +238,23 @@ impl Core {
                 result.map_err(|err| map_error(&self.shared.server, "GET with renewal", err))?
             }
         };
+        self.count(
+            if value.is_some() {
+                Event::Hit
+            } else {
+                Event::Miss
+            },
+            1,
+        );
         // Vec -> Bytes takes over the allocation: no copy.
         Ok(value.map(Bytes::from))
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
-        self.query(::redis::cmd("UNLINK").arg(self.key(key)), "UNLINK")
-            .await
+        self.query::<()>(::redis::cmd("UNLINK").arg(self.key(key)), "UNLINK")
+            .await?;
+        self.count(Event::Delete, 1);
+        Ok(())
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {

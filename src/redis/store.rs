@@ -261,6 +261,14 @@ impl<K: ServerKind> ServerStore<K> {
     pub fn server(&self) -> &str {
         self.core.server()
     }
+
+    /// What this process has done through this store's connection, counted
+    /// for every clone and namespace sharing it; see
+    /// [`StoreStats`](crate::StoreStats). The server expires keys itself, so
+    /// `expirations` (and `evictions`) stay 0.
+    pub fn stats(&self) -> crate::StoreStats {
+        self.core.stats()
+    }
 }
 
 #[async_trait::async_trait]

@@ -1,0 +1,317 @@
+//! Extension traits: atomic counters and set-if-absent ([`AtomicStore`]),
+//! and multi-key operations ([`BatchStore`]).
+//!
+//! They live beside [`Store`] rather than in it so that a type of your own
+//! stays a `Store` by writing the six methods of that trait; every backend of
+//! this crate implements both extensions, and so do `Arc<S>` and `Box<S>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Error, Result, Store};
+
+/// Operations that read and write one key as a single atomic step: no other
+/// task, thread, process or client sharing the store can come in between.
+///
+/// This is what rate limiting and session creation need: with `get` then
+/// `set`, two workers can both read the same count, or both find a session
+/// id free.
+///
+/// | backend | one atomic step because |
+/// | --- | --- |
+/// | `MemoryStore` | the key's shard is locked for the whole step |
+/// | `FileStore` | the step is one redb write transaction (across processes too) |
+/// | `RedisStore`, `ValkeyStore` | the step is one command or one Lua script on the server |
+///
+/// # Counters
+///
+/// A counter is an ordinary value holding a signed 64-bit integer in ASCII
+/// decimal, the canonical form (`"42"`, `"-7"`, `"0"`: no sign on
+/// positives, no leading zeros, no spaces), which is what Redis's `INCRBY`
+/// reads and writes. So [`Store::get`] returns `b"42"` on every backend, a
+/// counter written by Redis's own `INCR` is one here too, and a value set as
+/// `b"10"` can be incremented.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use kvstores::*;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let limits = MemoryStore::new();
+/// let window = Some(Duration::from_secs(60));
+/// assert_eq!(limits.increment("203.0.113.9", 1, window).await?, 1);
+/// assert_eq!(limits.increment("203.0.113.9", 1, window).await?, 2);
+///
+/// assert!(limits.set_if_absent("session:abc", Bytes::from_static(b"{}"), None).await?);
+/// assert!(!limits.set_if_absent("session:abc", Bytes::from_static(b"{}"), None).await?);
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
+/// ```
+#[async_trait]
+pub trait AtomicStore: Store {
+    /// Adds `delta` (which may be negative) to the counter at `key` and
+    /// returns the new value. A missing or expired key counts as 0: it is
+    /// created holding `delta`.
+    ///
+    /// `expires_in` applies only when the counter is created; incrementing
+    /// an existing counter keeps its expiry as it is (or its lack of one).
+    /// That is a fixed window: a limit of "100 per minute" counts from the
+    /// first request of the minute, and later requests do not push the end
+    /// of the window out.
+    ///
+    /// The counter is stored as described [above](AtomicStore#counters): ASCII
+    /// decimal, readable with [`Store::get`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a zero `expires_in`, when the key holds
+    /// a value that is not a counter (not a canonical decimal `i64`), or when
+    /// the result would overflow an `i64`; nothing is written then. Or the
+    /// backend's failure; on Redis/Valkey an increment whose connection
+    /// breaks before the reply is not retried (it could count twice), so it
+    /// may or may not have been applied.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::*;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// assert_eq!(store.increment("hits", 5, None).await?, 5);
+    /// assert_eq!(store.increment("hits", -2, None).await?, 3);
+    /// assert_eq!(store.get("hits", None).await?, Some(Bytes::from_static(b"3")));
+    ///
+    /// store.set("name", Bytes::from_static(b"alice"), None).await?;
+    /// assert!(matches!(store.increment("name", 1, None).await, Err(Error::InvalidArgument { .. })));
+    /// # Ok::<(), kvstores::Error>(()) }).unwrap();
+    /// ```
+    async fn increment(&self, key: &str, delta: i64, expires_in: Option<Duration>) -> Result<i64>;
+
+    /// Stores `value` under `key` only if the key is missing or expired, and
+    /// returns whether it did. An existing live value and its expiry are left
+    /// untouched.
+    ///
+    /// Of any number of concurrent calls on one key, exactly one returns
+    /// `true`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a zero `expires_in` (nothing is
+    /// written), or the backend's failure; on Redis/Valkey a call whose
+    /// connection breaks before the reply is not retried (a retry could
+    /// report `false` for its own write), so it may or may not have stored
+    /// the value.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kvstores::*;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let sessions = MemoryStore::new();
+    /// let hour = Some(Duration::from_secs(3600));
+    /// assert!(sessions.set_if_absent("id-1", Bytes::from_static(b"alice"), hour).await?);
+    /// assert!(!sessions.set_if_absent("id-1", Bytes::from_static(b"mallory"), hour).await?);
+    /// assert_eq!(sessions.get("id-1", None).await?, Some(Bytes::from_static(b"alice")));
+    /// # Ok::<(), kvstores::Error>(()) }).unwrap();
+    /// ```
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        expires_in: Option<Duration>,
+    ) -> Result<bool>;
+}
+
+/// Operations on many keys at once, with the semantics of the single-key
+/// calls applied to each key, in fewer steps.
+///
+/// | backend | a batch is |
+/// | --- | --- |
+/// | `MemoryStore` | each key under its shard's lock: no round trips to save, and no snapshot across keys |
+/// | `FileStore` | one read transaction (`get_many`) or one write transaction: a snapshot, all or nothing |
+/// | `RedisStore`, `ValkeyStore` | one round trip: `MGET`, `UNLINK`, or `SET`s in one `MULTI`/`EXEC` |
+///
+/// Keys may repeat; a later `set_many` entry for the same key wins.
+///
+/// # Example
+///
+/// ```
+/// use kvstores::*;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// store.set_many(&[("a", Bytes::from_static(b"1")), ("b", Bytes::from_static(b"2"))], None).await?;
+/// let values = store.get_many(&["a", "missing", "b"]).await?;
+/// assert_eq!(values, [Some(Bytes::from_static(b"1")), None, Some(Bytes::from_static(b"2"))]);
+///
+/// store.delete_many(&["a", "b"]).await?;
+/// assert_eq!(store.get_many(&["a", "b"]).await?, [None, None]);
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
+/// ```
+#[async_trait]
+pub trait BatchStore: Store {
+    /// Returns the value of each key, in order: `None` for a missing or
+    /// expired one, as [`Store::get`] without renewal.
+    ///
+    /// # Errors
+    ///
+    /// The backend's failure; nothing is returned then.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::*;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// store.set("x", Bytes::from_static(b"1"), None).await?;
+    /// assert_eq!(store.get_many(&["x", "y"]).await?, [Some(Bytes::from_static(b"1")), None]);
+    /// # Ok::<(), kvstores::Error>(()) }).unwrap();
+    /// ```
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>>;
+
+    /// Stores every `(key, value)` of `entries`, each as [`Store::set`] with
+    /// the same `expires_in`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a zero `expires_in` (nothing is
+    /// written), or the backend's failure. On `FileStore` and Redis/Valkey a
+    /// failed batch wrote nothing; `MemoryStore` cannot fail part-way.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kvstores::*;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let entries = [("a", Bytes::from_static(b"1")), ("b", Bytes::from_static(b"2"))];
+    /// store.set_many(&entries, Some(Duration::from_secs(60))).await?;
+    /// assert!(store.expires_in("b").await?.is_some());
+    /// # Ok::<(), kvstores::Error>(()) }).unwrap();
+    /// ```
+    async fn set_many(&self, entries: &[(&str, Bytes)], expires_in: Option<Duration>)
+    -> Result<()>;
+
+    /// Deletes every key of `keys`; missing keys are not an error.
+    ///
+    /// # Errors
+    ///
+    /// The backend's failure.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::*;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// store.set("a", Bytes::new(), None).await?;
+    /// store.delete_many(&["a", "never-set"]).await?;
+    /// assert!(!store.exists("a").await?);
+    /// # Ok::<(), kvstores::Error>(()) }).unwrap();
+    /// ```
+    async fn delete_many(&self, keys: &[&str]) -> Result<()>;
+}
+
+macro_rules! forward_ext {
+    ($($ptr:ident),*) => {$(
+        #[async_trait]
+        impl<S: AtomicStore + ?Sized> AtomicStore for $ptr<S> {
+            async fn increment(&self, key: &str, delta: i64, expires_in: Option<Duration>) -> Result<i64> {
+                (**self).increment(key, delta, expires_in).await
+            }
+            async fn set_if_absent(&self, key: &str, value: Bytes, expires_in: Option<Duration>) -> Result<bool> {
+                (**self).set_if_absent(key, value, expires_in).await
+            }
+        }
+
+        #[async_trait]
+        impl<S: BatchStore + ?Sized> BatchStore for $ptr<S> {
+            async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+                (**self).get_many(keys).await
+            }
+            async fn set_many(&self, entries: &[(&str, Bytes)], expires_in: Option<Duration>) -> Result<()> {
+                (**self).set_many(entries, expires_in).await
+            }
+            async fn delete_many(&self, keys: &[&str]) -> Result<()> {
+                (**self).delete_many(keys).await
+            }
+        }
+    )*};
+}
+
+forward_ext!(Arc, Box);
+
+/// Reads a stored counter: `None` (a missing or expired key) is 0.
+///
+/// Only the canonical decimal form is a counter, as for Redis's `INCRBY`,
+/// so that every backend accepts and refuses the same values.
+#[cfg_attr(not(any(feature = "memory", feature = "file")), allow(dead_code))]
+pub(crate) fn parse_counter(value: Option<&[u8]>) -> Result<i64> {
+    let Some(bytes) = value else { return Ok(0) };
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .filter(|n| n.to_string().as_bytes() == bytes)
+        .ok_or_else(not_a_counter)
+}
+
+/// `current + delta`, refused rather than wrapped on overflow.
+#[cfg_attr(not(any(feature = "memory", feature = "file")), allow(dead_code))]
+pub(crate) fn add_to_counter(current: i64, delta: i64) -> Result<i64> {
+    current.checked_add(delta).ok_or_else(|| {
+        Error::invalid_argument(format!(
+            "incrementing the counter {current} by {delta} would overflow a 64-bit integer"
+        ))
+    })
+}
+
+pub(crate) fn not_a_counter() -> Error {
+    Error::invalid_argument(
+        "the key holds a value that is not a counter (a decimal 64-bit integer such as \"42\")",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_canonical_decimal_form_is_a_counter() {
+        assert_eq!(parse_counter(None).unwrap(), 0);
+        for ok in [
+            "0",
+            "42",
+            "-7",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            assert_eq!(parse_counter(Some(ok.as_bytes())).unwrap().to_string(), ok);
+        }
+        for bad in [
+            "",
+            "+1",
+            "01",
+            "-0",
+            " 1",
+            "1 ",
+            "1.0",
+            "x",
+            "9223372036854775808",
+        ] {
+            assert!(parse_counter(Some(bad.as_bytes())).is_err(), "{bad:?}");
+        }
+        assert!(add_to_counter(i64::MAX, 1).is_err());
+        assert_eq!(add_to_counter(-1, 1).unwrap(), 0);
+    }
+}
