@@ -183,8 +183,8 @@ for round in $(seq "$repeat"); do
     fi
 done
 
-echo >&2
-echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ {print $2}') GiB." >&2
-echo "Command: scripts/compare.sh $( [ "$python" = 1 ] && echo '--python ')--repeat $repeat --ops $ops; median of $repeat runs." >&2
-echo >&2
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+echo "Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB of memory."
+echo "Command: scripts/compare.sh $( [ "$python" = 1 ] && echo '--python ')--repeat $repeat --ops $ops"
+echo
 python3 scripts/compare_table.py "$results"
