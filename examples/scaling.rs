@@ -8,12 +8,15 @@
 //! cargo run --release --example scaling -- [--sizes 10000,100000,1000000] [--removed 10000] [--repeat 3]
 //! ```
 //!
-//! Each store holds `size - removed` entries spread over ten namespaces, all
-//! with a one-hour expiry (so the expiry index is as large as the store).
-//! Each run then stores `removed` victims in the namespace `victim` and
-//! times one call: for `delete_expired` the victims expire after 1 s on a
-//! `ManualClock` that is then advanced (no sleeping); for `delete_all` they
-//! have no expiry and `victim`'s `delete_all()` is timed. FileStore runs in
+//! Each store holds `size - removed` entries `key-{i}` spread over ten
+//! namespaces, all with a one-hour expiry (so the expiry index is as large
+//! as the store). Each run then stores `removed` victims and times one call:
+//! - `delete_expired`: the victims, `key-{i}-victim` for `i` spread evenly
+//!   over the kept keys and in the same namespaces, so that they lie
+//!   scattered through the key order as expiring entries do, expire after
+//!   1 s on a `ManualClock` that is then advanced (no sleeping);
+//! - `delete_all`: the victims, with no expiry, fill the namespace `victim`,
+//!   whose `delete_all()` is timed. FileStore runs in
 //! its default (durable, multi-process) configuration; its kept entries are
 //! loaded beforehand in the fast one, since loading a million keys durably
 //! is slow and not what is measured. Prints one JSON line per backend, op
@@ -75,12 +78,27 @@ async fn main() -> kvstores::Result<()> {
             .collect()
     };
     let victims: Vec<String> = (0..args.removed).map(|i| format!("victim-{i}")).collect();
+    let scattered = |size: usize| -> Vec<String> {
+        let every = size / args.removed;
+        (0..args.removed)
+            .map(|j| format!("key-{}-victim", j * every))
+            .collect()
+    };
 
     for &size in &args.sizes {
         let clock = ManualClock::new();
         let store = MemoryStore::builder().clock(clock.clone()).build();
         load(&store, &kept_keys(size), KEPT_TTL).await?;
-        measure("kvstores-memory", &store, &clock, size, &victims, &args).await?;
+        measure(
+            "kvstores-memory",
+            &store,
+            &clock,
+            size,
+            &scattered(size),
+            &victims,
+            &args,
+        )
+        .await?;
     }
 
     for &size in &args.sizes {
@@ -96,7 +114,16 @@ async fn main() -> kvstores::Result<()> {
             load(&loader, &kept_keys(size), KEPT_TTL).await?;
         }
         let store = FileStore::builder(&path).clock(clock.clone()).open()?;
-        measure("kvstores-file", &store, &clock, size, &victims, &args).await?;
+        measure(
+            "kvstores-file",
+            &store,
+            &clock,
+            size,
+            &scattered(size),
+            &victims,
+            &args,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -136,7 +163,7 @@ async fn load<S: NamespacedStore + Clone + 'static>(
     Ok(())
 }
 
-/// Sets `victims` in the namespace `victim` on 64 tasks.
+/// Sets `victims` in one namespace on 64 tasks.
 async fn load_victims<S: NamespacedStore + Clone + 'static>(
     victim: &S,
     victims: &[String],
@@ -181,13 +208,14 @@ async fn measure<S: NamespacedStore + Purge + Clone + 'static>(
     store: &S,
     clock: &ManualClock,
     size: usize,
+    expiring: &[String],
     victims: &[String],
     args: &Args,
 ) -> kvstores::Result<()> {
     let victim = store.with_namespace("victim");
     let mut expired = Vec::new();
     for _ in 0..args.repeat {
-        load_victims(&victim, victims, Some(Duration::from_secs(1))).await?;
+        load(store, expiring, Some(Duration::from_secs(1))).await?;
         clock.advance(Duration::from_secs(1));
         let start = Instant::now();
         let removed = store.purge().await?;
