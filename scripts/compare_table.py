@@ -23,19 +23,40 @@ QUOTED = {
 
 
 def load(path):
-    runs = defaultdict(list)
+    """The workload's lines by (system, op, concurrency), and the scaling
+    example's (they carry `store_keys`) by (system, op, store_keys)."""
+    runs, scaling = defaultdict(list), defaultdict(list)
     with open(path) as f:
         for line in f:
             line = line.strip()
             if not line.startswith("{"):
                 continue
             r = json.loads(line)
-            runs[(r["system"], r["op"], r["concurrency"])].append(r)
-    return runs
+            if "store_keys" in r:
+                scaling[(r["system"], r["op"], r["store_keys"])].append(r)
+            else:
+                runs[(r["system"], r["op"], r["concurrency"])].append(r)
+    return runs, scaling
+
+
+def print_scaling(scaling):
+    """Time to remove the same number of entries from stores of each size."""
+    sizes = sorted({k[2] for k in scaling})
+    removed = next(iter(scaling.values()))[0]["ops"]
+    print(f"\nRemoving {removed:,} entries (examples/scaling.rs; median of its runs):\n")
+    print("| system | op | " + " | ".join(f"{n:,} keys" for n in sizes)
+          + f" | {sizes[-1]:,} / {sizes[0]:,} |")
+    print("| --- | --- |" + " --: |" * (len(sizes) + 1))
+    for system, op in dict.fromkeys((k[0], k[1]) for k in scaling):
+        ms = [statistics.median(r["secs"] for r in scaling[(system, op, n)]) * 1000
+              if (system, op, n) in scaling else None for n in sizes]
+        cells = [f"{m:.1f} ms" if m is not None else "" for m in ms]
+        growth = f"{ms[-1] / ms[0]:.1f}x" if ms[0] and ms[-1] else ""
+        print(f"| {system} | {op} | " + " | ".join(cells) + f" | {growth} |")
 
 
 def main(path):
-    runs = load(path)
+    runs, scaling = load(path)
     rate = {k: statistics.median(r["ops_per_s"] for r in v) for k, v in runs.items()}
     secs = {k: statistics.median(r["secs"] for r in v) for k, v in runs.items()}
     count = {k: len(v) for k, v in runs.items()}
@@ -117,6 +138,8 @@ def main(path):
         print(f"| file delete_expired of {runs[key][0]['ops'] // 2:,} among {runs[key][0]['ops']:,} "
               f"keys < 50 ms | {ms:.1f} ms | 50 ms | {ms / 50:.2f} | <= 1 | "
               f"{'yes' if ms < 50 else 'NO'} |")
+    if scaling:
+        print_scaling(scaling)
 
 
 if __name__ == "__main__":
