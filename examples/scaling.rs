@@ -1,8 +1,8 @@
-//! The scaling figure: removing 10,000 entries costs what is removed, not
-//! the size of the store. For MemoryStore and FileStore, and for both ways
-//! of removing many entries at once — `delete_expired` and `delete_all` on a
-//! namespace — it times removing 10,000 entries from stores of 10k, 100k and
-//! 1M keys.
+//! The scaling figure: whether removing 10,000 entries costs what is
+//! removed or grows with the size of the store. For MemoryStore and
+//! FileStore, and for both ways of removing many entries at once —
+//! `delete_expired` and `delete_all` on a namespace — it times removing
+//! 10,000 entries from stores of 10k, 100k and 1M keys.
 //!
 //! ```text
 //! cargo run --release --example scaling -- [--sizes 10000,100000,1000000] [--removed 10000] [--repeat 3]
@@ -16,12 +16,14 @@
 //!   scattered through the key order as expiring entries do, expire after
 //!   1 s on a `ManualClock` that is then advanced (no sleeping);
 //! - `delete_all`: the victims, with no expiry, fill the namespace `victim`,
-//!   whose `delete_all()` is timed. FileStore runs in
-//! its default (durable, multi-process) configuration; its kept entries are
-//! loaded beforehand in the fast one, since loading a million keys durably
-//! is slow and not what is measured. Prints one JSON line per backend, op
-//! and size, the workload runner's line with the store's size added: `secs`
-//! is the median of `--repeat` runs, `runs` lists them all.
+//!   whose `delete_all()` is timed.
+//!
+//! FileStore runs in its default (durable, multi-process) configuration; its
+//! kept entries are loaded beforehand in the fast one, since loading a
+//! million keys durably is slow and not what is measured. Prints one JSON
+//! line per backend, op and size, the workload runner's line with the
+//! store's size added: `secs` is the median of `--repeat` runs, `runs` lists
+//! them all.
 
 use std::time::{Duration, Instant};
 
@@ -78,27 +80,12 @@ async fn main() -> kvstores::Result<()> {
             .collect()
     };
     let victims: Vec<String> = (0..args.removed).map(|i| format!("victim-{i}")).collect();
-    let scattered = |size: usize| -> Vec<String> {
-        let every = size / args.removed;
-        (0..args.removed)
-            .map(|j| format!("key-{}-victim", j * every))
-            .collect()
-    };
 
     for &size in &args.sizes {
         let clock = ManualClock::new();
         let store = MemoryStore::builder().clock(clock.clone()).build();
         load(&store, &kept_keys(size), KEPT_TTL).await?;
-        measure(
-            "kvstores-memory",
-            &store,
-            &clock,
-            size,
-            &scattered(size),
-            &victims,
-            &args,
-        )
-        .await?;
+        measure("kvstores-memory", &store, &clock, size, &victims, &args).await?;
     }
 
     for &size in &args.sizes {
@@ -114,16 +101,7 @@ async fn main() -> kvstores::Result<()> {
             load(&loader, &kept_keys(size), KEPT_TTL).await?;
         }
         let store = FileStore::builder(&path).clock(clock.clone()).open()?;
-        measure(
-            "kvstores-file",
-            &store,
-            &clock,
-            size,
-            &scattered(size),
-            &victims,
-            &args,
-        )
-        .await?;
+        measure("kvstores-file", &store, &clock, size, &victims, &args).await?;
     }
     Ok(())
 }
@@ -208,14 +186,17 @@ async fn measure<S: NamespacedStore + Purge + Clone + 'static>(
     store: &S,
     clock: &ManualClock,
     size: usize,
-    expiring: &[String],
     victims: &[String],
     args: &Args,
 ) -> kvstores::Result<()> {
+    let every = size / args.removed;
+    let expiring: Vec<String> = (0..args.removed)
+        .map(|j| format!("key-{}-victim", j * every))
+        .collect();
     let victim = store.with_namespace("victim");
     let mut expired = Vec::new();
     for _ in 0..args.repeat {
-        load(store, expiring, Some(Duration::from_secs(1))).await?;
+        load(store, &expiring, Some(Duration::from_secs(1))).await?;
         clock.advance(Duration::from_secs(1));
         let start = Instant::now();
         let removed = store.purge().await?;
