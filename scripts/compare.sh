@@ -3,7 +3,7 @@
 # peers in one run, and prints one markdown table with the ratios the
 # performance targets of the memory, FileStore and Redis/Valkey issues ask for.
 #
-#   scripts/compare.sh [--python] [--repeat 3] [--ops 20000]
+#   scripts/compare.sh [--python] [--scaling] [--repeat 3] [--ops 20000]
 #
 # It builds the release examples, starts its own redis-server and
 # valkey-server on free loopback ports (never touching a server you run;
@@ -16,7 +16,10 @@
 #   - examples/dashmap_baseline (bare DashMap lookups on two threads) and
 #     examples/redb_baseline (raw redb, one durable commit per set);
 #   - with --python, scripts/python_peers.py (Litestar's stores and
-#     python-diskcache), installed with pip into target/python-peers.
+#     python-diskcache), installed with pip into target/python-peers;
+#   - with --scaling, once: examples/scaling (delete_expired and namespace
+#     delete_all removing 10,000 entries from 10k, 100k and 1M keys; it
+#     repeats each point itself).
 # Every JSON line goes to target/compare/results.jsonl; the table gives the
 # median of the repeats.
 #
@@ -30,12 +33,14 @@ cd "$(dirname "$0")/.."
 repeat=3
 ops=20000
 python=0
+scaling=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --python) python=1 ;;
+        --scaling) scaling=1 ;;
         --repeat) repeat="$2"; shift ;;
         --ops) ops="$2"; shift ;;
-        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -83,7 +88,8 @@ fi
 
 echo "== building the release examples" >&2
 cargo build --release --quiet --features full \
-    --example workload --example dashmap_baseline --example redb_baseline
+    --example workload --example dashmap_baseline --example redb_baseline \
+    --example scaling
 bin=target/release/examples
 
 if [ "$python" = 1 ]; then
@@ -183,8 +189,14 @@ for round in $(seq "$repeat"); do
     fi
 done
 
+if [ "$scaling" = 1 ]; then
+    echo "== scaling" >&2
+    run "$bin/scaling" --repeat "$repeat"
+fi
+
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 echo "Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB of memory."
-echo "Command: scripts/compare.sh $( [ "$python" = 1 ] && echo '--python ')--repeat $repeat --ops $ops"
+flags="$( [ "$python" = 1 ] && echo '--python ')$( [ "$scaling" = 1 ] && echo '--scaling ')"
+echo "Command: scripts/compare.sh $flags--repeat $repeat --ops $ops"
 echo
 python3 scripts/compare_table.py "$results"
