@@ -1,0 +1,220 @@
+//! FileStore micro-benchmarks (`cargo bench --bench file`).
+//!
+//! A durable write waits for an fsync (about a millisecond here), which
+//! would hide everything else a write costs; so these run in the fast
+//! configuration — `exclusive` with `FileDurability::Periodic(1 s)` — except
+//! `file/durable_set`, one write at a time in the default (durable,
+//! multi-process) configuration, which measures the commit. The standard
+//! workload (`examples/workload.rs`, `scripts/compare.sh`) reports both
+//! configurations at concurrency 1 and 64.
+//!
+//! - `file/op/{1000,100000}`: each Store operation, one at a time, on a store
+//!   of that many keys (100-byte values).
+//! - `file/durable_set`: a durable `set`, one at a time.
+//! - `file/delete_expired` and `file/delete_all_namespace`: removing 1,000
+//!   entries from stores of 10k and 100k keys; `examples/scaling.rs` gives
+//!   the same at 10k, 100k and 1M in the default configuration.
+//!
+//! Expiry runs on a `ManualClock`, so nothing here sleeps.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kvstores::{Bytes, FileDurability, FileStore, ManualClock, NamespacedStore, Store};
+use tokio::runtime::Runtime;
+
+const REMOVED: usize = 1_000;
+const TTL: Option<Duration> = Some(Duration::from_secs(300));
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn keys(n: usize, prefix: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+fn value() -> Bytes {
+    Bytes::from(vec![7u8; 100])
+}
+
+fn fast_store(path: &std::path::Path, clock: &ManualClock) -> FileStore {
+    FileStore::builder(path)
+        .exclusive(true)
+        .durability(FileDurability::Periodic(Duration::from_secs(1)))
+        .clock(clock.clone())
+        .open()
+        .expect("a FileStore")
+}
+
+/// Sets every key of `keys` in `store` on 64 tasks (setup, not measured).
+async fn load<S: Store + Clone + 'static>(store: &S, keys: &[String], ttl: Option<Duration>) {
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let store = store.clone();
+            let keys: Vec<String> = keys.iter().skip(t).step_by(64).cloned().collect();
+            tokio::spawn(async move {
+                for key in keys {
+                    store.set(&key, value(), ttl).await.expect("a set");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a loader task");
+    }
+}
+
+fn operations(c: &mut Criterion) {
+    let rt = runtime();
+    for size in [1_000, 100_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new();
+        let store = fast_store(&dir.path().join("ops.redb"), &clock);
+        let keys = keys(size, "key");
+        let missing = self::keys(size, "missing");
+        rt.block_on(load(&store, &keys, TTL));
+
+        let mut group = c.benchmark_group(format!("file/op/{size}"));
+        group.throughput(Throughput::Elements(1));
+        let mut i = 0;
+        let mut next = move || {
+            i = (i + 1) % size;
+            i
+        };
+        group.bench_function("get_hit", |b| {
+            b.to_async(&rt).iter(|| {
+                let key = &keys[next()];
+                let store = &store;
+                async move { assert!(store.get(key, None).await.unwrap().is_some()) }
+            })
+        });
+        group.bench_function("get_miss", |b| {
+            b.to_async(&rt).iter(|| {
+                let key = &missing[next()];
+                let store = &store;
+                async move { assert!(store.get(key, None).await.unwrap().is_none()) }
+            })
+        });
+        group.bench_function("get_renew", |b| {
+            b.to_async(&rt).iter(|| {
+                let key = &keys[next()];
+                let store = &store;
+                async move { assert!(store.get(key, TTL).await.unwrap().is_some()) }
+            })
+        });
+        group.bench_function("exists", |b| {
+            b.to_async(&rt).iter(|| {
+                let key = &keys[next()];
+                let store = &store;
+                async move { assert!(store.exists(key).await.unwrap()) }
+            })
+        });
+        group.bench_function("set_overwrite", |b| {
+            b.to_async(&rt).iter(|| {
+                let key = &keys[next()];
+                let store = &store;
+                async move { store.set(key, value(), TTL).await.unwrap() }
+            })
+        });
+        group.bench_function("delete_then_set", |b| {
+            b.to_async(&rt).iter(|| {
+                let key = &keys[next()];
+                let store = &store;
+                async move {
+                    store.delete(key).await.unwrap();
+                    store.set(key, value(), TTL).await.unwrap();
+                }
+            })
+        });
+        group.finish();
+    }
+}
+
+fn durable_set(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path().join("durable.redb")).unwrap();
+    let keys = keys(1_000, "key");
+    let mut group = c.benchmark_group("file");
+    group.throughput(Throughput::Elements(1)).sample_size(20);
+    let mut i = 0;
+    group.bench_function("durable_set", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % keys.len();
+            let (key, store) = (&keys[i], &store);
+            async move { store.set(key, value(), None).await.unwrap() }
+        })
+    });
+    group.finish();
+}
+
+fn scaling(c: &mut Criterion) {
+    let rt = runtime();
+    let victims = keys(REMOVED, "victim");
+
+    let mut group = c.benchmark_group("file/delete_expired");
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(REMOVED as u64));
+    for total in [10_000, 100_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new();
+        let store = fast_store(&dir.path().join("expiry.redb"), &clock);
+        rt.block_on(load(&store, &keys(total - REMOVED, "kept"), None));
+        group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        load(&store, &victims, Some(Duration::from_secs(1))).await;
+                        clock.advance(Duration::from_secs(1));
+                        let start = Instant::now();
+                        let removed = store.delete_expired().await.unwrap();
+                        spent += start.elapsed();
+                        assert_eq!(removed, REMOVED);
+                    }
+                    spent
+                })
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("file/delete_all_namespace");
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(REMOVED as u64));
+    for total in [10_000, 100_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new();
+        let root = fast_store(&dir.path().join("namespaces.redb"), &clock);
+        rt.block_on(load(
+            &root.with_namespace("other"),
+            &keys(total - REMOVED, "kept"),
+            None,
+        ));
+        let victim = root.with_namespace("victim");
+        group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        load(&victim, &victims, None).await;
+                        let start = Instant::now();
+                        victim.delete_all().await.unwrap();
+                        spent += start.elapsed();
+                    }
+                    spent
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, operations, durable_set, scaling);
+criterion_main!(benches);
