@@ -400,17 +400,17 @@ impl Store for MemoryStore {
     }
 
     async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
-        let now = self.clock.monotonic_millis();
         let renew = opt_ttl_millis(renew_for, "renew_for")?;
         let (stripe, shard) = self.locate(key);
         let value = match renew {
             None => (shard.read().map.get(key))
-                .filter(|e| e.is_live(now))
+                .filter(|e| e.is_live_on(&self.clock))
                 .map(|e| {
                     self.touch(e);
                     e.value.clone()
                 }),
             Some(ms) => {
+                let now = self.clock.monotonic_millis();
                 let mut shard = shard.write();
                 let value = shard.renew(key, now, now.saturating_add(ms));
                 shard.map.get(key).inspect(|e| self.touch(e));
@@ -451,9 +451,11 @@ impl Store for MemoryStore {
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let now = self.clock.monotonic_millis();
         let shard = self.shard(key).read();
-        Ok(shard.map.get(key).is_some_and(|e| e.is_live(now)))
+        Ok(shard
+            .map
+            .get(key)
+            .is_some_and(|e| e.is_live_on(&self.clock)))
     }
 
     async fn expires_in(&self, key: &str) -> Result<Option<Duration>> {
@@ -560,6 +562,14 @@ struct Entry {
 impl Entry {
     fn is_live(&self, now: u64) -> bool {
         self.expiry.is_none_or(|(at, _)| now < at)
+    }
+
+    /// [`is_live`](Self::is_live), reading the clock only for an entry that
+    /// has an expiry: most reads are of entries without one, and the clock
+    /// read was a tenth of a lookup's cost.
+    fn is_live_on(&self, clock: &Clock) -> bool {
+        self.expiry
+            .is_none_or(|(at, _)| clock.monotonic_millis() < at)
     }
 
     fn expires_at(&self) -> Option<u64> {

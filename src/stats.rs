@@ -88,7 +88,12 @@ struct Stripe([AtomicU64; 6]);
 // Every backend uses these; a build with none of them (e.g. `export` alone)
 // keeps the type for the traits' sake only.
 #[cfg_attr(
-    not(any(feature = "memory", feature = "file", feature = "redis", feature = "valkey")),
+    not(any(
+        feature = "memory",
+        feature = "file",
+        feature = "redis",
+        feature = "valkey"
+    )),
     allow(dead_code)
 )]
 impl Counters {
