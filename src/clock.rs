@@ -139,15 +139,6 @@ impl From<ManualClock> for Clock {
 /// remaining is never more than what was asked), except that anything shorter
 /// than a millisecond counts as one. Zero is refused; `what` names the
 /// argument in the error.
-#[cfg_attr(
-    not(any(
-        feature = "memory",
-        feature = "file",
-        feature = "redis",
-        feature = "valkey"
-    )),
-    allow(dead_code)
-)]
 pub(crate) fn ttl_millis(duration: Duration, what: &str) -> Result<u64> {
     if duration.is_zero() {
         return Err(Error::invalid_argument(format!(
@@ -160,15 +151,6 @@ pub(crate) fn ttl_millis(duration: Duration, what: &str) -> Result<u64> {
 }
 
 /// [`ttl_millis`] for an optional duration.
-#[cfg_attr(
-    not(any(
-        feature = "memory",
-        feature = "file",
-        feature = "redis",
-        feature = "valkey"
-    )),
-    allow(dead_code)
-)]
 pub(crate) fn opt_ttl_millis(duration: Option<Duration>, what: &str) -> Result<Option<u64>> {
     duration.map(|d| ttl_millis(d, what)).transpose()
 }

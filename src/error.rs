@@ -85,15 +85,6 @@ pub enum Error {
 }
 
 impl Error {
-    #[cfg_attr(
-        not(any(
-            feature = "memory",
-            feature = "file",
-            feature = "redis",
-            feature = "valkey"
-        )),
-        allow(dead_code)
-    )]
     pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
         Error::InvalidArgument {
             message: message.into(),

@@ -85,17 +85,6 @@ pub(crate) struct Counters {
 #[repr(align(128))]
 struct Stripe([AtomicU64; 6]);
 
-// Every backend uses these; a build with none of them (e.g. `export` alone)
-// keeps the type for the traits' sake only.
-#[cfg_attr(
-    not(any(
-        feature = "memory",
-        feature = "file",
-        feature = "redis",
-        feature = "valkey"
-    )),
-    allow(dead_code)
-)]
 impl Counters {
     pub(crate) fn new(stripes: usize) -> Self {
         Counters {
