@@ -61,7 +61,8 @@
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
 //! - `stats` — [`StoreStats`], the per-store operation counters.
 //! - `registry` — [`StoreRegistry`], named stores from a default factory.
-//! - `memory` — [`MemoryStore`], sharded maps in a tree of namespaces.
+//! - `memory` — [`MemoryStore`]: `map` (a tree of namespace nodes of locked
+//!   shards), `bounds` (eviction by CLOCK), `ext` (counters and batches).
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
 //!   expiry index, group commit on a writer thread, shared by processes.
 //! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
