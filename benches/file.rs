@@ -17,29 +17,16 @@
 //!
 //! Expiry runs on a `ManualClock`, so nothing here sleeps.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{load, runtime, value};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kvstores::{Bytes, FileDurability, FileStore, ManualClock, NamespacedStore, Store};
-use tokio::runtime::Runtime;
+use kvstores::{FileDurability, FileStore, ManualClock, NamespacedStore, Store};
 
 const REMOVED: usize = 1_000;
 const TTL: Option<Duration> = Some(Duration::from_secs(300));
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-fn keys(n: usize, prefix: &str) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-fn value() -> Bytes {
-    Bytes::from(vec![7u8; 100])
-}
 
 fn fast_store(path: &std::path::Path, clock: &ManualClock) -> FileStore {
     FileStore::builder(path)
@@ -50,32 +37,14 @@ fn fast_store(path: &std::path::Path, clock: &ManualClock) -> FileStore {
         .expect("a FileStore")
 }
 
-/// Sets every key of `keys` in `store` on 64 tasks (setup, not measured).
-async fn load<S: Store + Clone + 'static>(store: &S, keys: &[String], ttl: Option<Duration>) {
-    let tasks: Vec<_> = (0..64)
-        .map(|t| {
-            let store = store.clone();
-            let keys: Vec<String> = keys.iter().skip(t).step_by(64).cloned().collect();
-            tokio::spawn(async move {
-                for key in keys {
-                    store.set(&key, value(), ttl).await.expect("a set");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("a loader task");
-    }
-}
-
 fn operations(c: &mut Criterion) {
     let rt = runtime();
     for size in [1_000, 100_000] {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new();
         let store = fast_store(&dir.path().join("ops.redb"), &clock);
-        let keys = keys(size, "key");
-        let missing = self::keys(size, "missing");
+        let keys = common::keys(size, "key");
+        let missing = common::keys(size, "missing");
         rt.block_on(load(&store, &keys, TTL));
 
         let mut group = c.benchmark_group(format!("file/op/{size}"));
@@ -138,7 +107,7 @@ fn durable_set(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path().join("durable.redb")).unwrap();
-    let keys = keys(1_000, "key");
+    let keys = common::keys(1_000, "key");
     let mut group = c.benchmark_group("file");
     group.throughput(Throughput::Elements(1)).sample_size(20);
     let mut i = 0;
@@ -154,7 +123,7 @@ fn durable_set(c: &mut Criterion) {
 
 fn scaling(c: &mut Criterion) {
     let rt = runtime();
-    let victims = keys(REMOVED, "victim");
+    let victims = common::keys(REMOVED, "victim");
 
     let mut group = c.benchmark_group("file/delete_expired");
     group
@@ -164,7 +133,7 @@ fn scaling(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new();
         let store = fast_store(&dir.path().join("expiry.redb"), &clock);
-        rt.block_on(load(&store, &keys(total - REMOVED, "kept"), None));
+        rt.block_on(load(&store, &common::keys(total - REMOVED, "kept"), None));
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
@@ -194,7 +163,7 @@ fn scaling(c: &mut Criterion) {
         let root = fast_store(&dir.path().join("namespaces.redb"), &clock);
         rt.block_on(load(
             &root.with_namespace("other"),
-            &keys(total - REMOVED, "kept"),
+            &common::keys(total - REMOVED, "kept"),
             None,
         ));
         let victim = root.with_namespace("victim");

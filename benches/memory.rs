@@ -11,6 +11,8 @@
 //! MemoryStore's futures complete on their first poll, so they are polled
 //! directly here: what is measured is the store, not an executor.
 
+mod common;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
@@ -20,6 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::value;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dashmap::DashMap;
 use kvstores::{ManualClock, MemoryStore, NamespacedStore, Store};
@@ -32,14 +35,6 @@ fn ready<F: Future>(future: F) -> F::Output {
         Poll::Ready(output) => output,
         Poll::Pending => unreachable!("MemoryStore never waits"),
     }
-}
-
-fn keys(n: usize, prefix: &str) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-fn value() -> Bytes {
-    Bytes::from(vec![7u8; 100])
 }
 
 /// Times `iters` lookups split over two threads.
@@ -59,7 +54,7 @@ fn two_threads(iters: u64, lookup: impl Fn(usize) + Sync) -> Duration {
 }
 
 fn lookups(c: &mut Criterion) {
-    let keys = keys(KEYS, "key");
+    let keys = common::keys(KEYS, "key");
     let mut group = c.benchmark_group("memory/lookup_2_threads");
     group.throughput(Throughput::Elements(1));
 
@@ -107,8 +102,8 @@ fn lookups(c: &mut Criterion) {
 }
 
 fn operations(c: &mut Criterion) {
-    let keys = keys(KEYS, "key");
-    let missing = self::keys(KEYS, "missing");
+    let keys = common::keys(KEYS, "key");
+    let missing = common::keys(KEYS, "missing");
     let store = MemoryStore::new();
     let ttl = Some(Duration::from_secs(300));
     for key in &keys {
@@ -150,7 +145,7 @@ fn operations(c: &mut Criterion) {
 }
 
 fn scaling(c: &mut Criterion) {
-    let victims = keys(REMOVED, "victim");
+    let victims = common::keys(REMOVED, "victim");
     let mut group = c.benchmark_group("memory/delete_expired");
     group
         .sample_size(10)
@@ -158,7 +153,7 @@ fn scaling(c: &mut Criterion) {
     for total in [10_000, 100_000, 1_000_000] {
         let clock = ManualClock::new();
         let store = MemoryStore::builder().clock(clock.clone()).build();
-        for key in keys(total - REMOVED, "kept") {
+        for key in common::keys(total - REMOVED, "kept") {
             ready(store.set(&key, value(), Some(Duration::from_secs(3600)))).unwrap();
         }
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
@@ -189,7 +184,7 @@ fn scaling(c: &mut Criterion) {
         let others: Vec<_> = (0..10)
             .map(|i| root.with_namespace(&format!("other-{i}")))
             .collect();
-        for (i, key) in keys(total - REMOVED, "kept").iter().enumerate() {
+        for (i, key) in common::keys(total - REMOVED, "kept").iter().enumerate() {
             ready(others[i % others.len()].set(key, value(), None)).unwrap();
         }
         let victim = root.with_namespace("victim");

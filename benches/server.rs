@@ -19,10 +19,13 @@
 #[allow(dead_code)]
 mod servers;
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{load, value};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kvstores::{Bytes, NamespacedStore, RedisStore, Store, ValkeyStore};
+use kvstores::{NamespacedStore, RedisStore, ValkeyStore};
 use servers::{Kind, Server};
 use tokio::runtime::Runtime;
 
@@ -30,42 +33,16 @@ const KEYS: usize = 10_000;
 const REMOVED: usize = 1_000;
 const TTL: Option<Duration> = Some(Duration::from_secs(300));
 
-fn keys(n: usize, prefix: &str) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-fn value() -> Bytes {
-    Bytes::from(vec![7u8; 100])
-}
-
-/// Sets every key of `keys` in `store` on 64 tasks (setup, not measured).
-async fn load<S: Store + Clone + 'static>(store: &S, keys: &[String]) {
-    let tasks: Vec<_> = (0..64)
-        .map(|t| {
-            let store = store.clone();
-            let keys: Vec<String> = keys.iter().skip(t).step_by(64).cloned().collect();
-            tokio::spawn(async move {
-                for key in keys {
-                    store.set(&key, value(), TTL).await.expect("a set");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("a loader task");
-    }
-}
-
 fn bench_kind<S: NamespacedStore + Clone + 'static>(
     c: &mut Criterion,
     rt: &Runtime,
     name: &str,
     store: S,
 ) {
-    let keys = keys(KEYS, "key");
-    let missing = self::keys(KEYS, "missing");
+    let keys = common::keys(KEYS, "key");
+    let missing = common::keys(KEYS, "missing");
     let ops = store.with_namespace("ops");
-    rt.block_on(load(&ops, &keys));
+    rt.block_on(load(&ops, &keys, TTL));
 
     let mut group = c.benchmark_group(format!("{name}/op"));
     group.throughput(Throughput::Elements(1));
@@ -135,7 +112,7 @@ fn bench_kind<S: NamespacedStore + Clone + 'static>(
     });
     group.finish();
 
-    let victims = self::keys(REMOVED, "victim");
+    let victims = common::keys(REMOVED, "victim");
     let mut group = c.benchmark_group(format!("{name}/delete_all_namespace"));
     group
         .sample_size(10)
@@ -144,8 +121,8 @@ fn bench_kind<S: NamespacedStore + Clone + 'static>(
     let others = store.with_namespace("others");
     let mut held = 0;
     for total in [10_000, 100_000] {
-        let more = self::keys(total - REMOVED, "kept");
-        rt.block_on(load(&others, &more[held..]));
+        let more = common::keys(total - REMOVED, "kept");
+        rt.block_on(load(&others, &more[held..], TTL));
         held = more.len();
         let victim = store.with_namespace("victim");
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
@@ -153,7 +130,7 @@ fn bench_kind<S: NamespacedStore + Clone + 'static>(
                 rt.block_on(async {
                     let mut spent = Duration::ZERO;
                     for _ in 0..iters {
-                        load(&victim, &victims).await;
+                        load(&victim, &victims, TTL).await;
                         let start = Instant::now();
                         victim.delete_all().await.unwrap();
                         spent += start.elapsed();
