@@ -51,31 +51,30 @@ impl<J: Send + 'static> Worker<J> {
     /// Sends the job `make` builds around a reply channel, and waits for
     /// the reply.
     pub(super) async fn call<R>(&self, make: impl FnOnce(Reply<R>) -> J) -> Result<R> {
-        let (reply, replied) = oneshot::channel();
-        let sent = self
-            .jobs
-            .as_ref()
-            .is_some_and(|jobs| jobs.send(make(reply)).is_ok());
-        if !sent {
-            return Err(self.stopped());
+        match self.send(make) {
+            Some(replied) => replied.await.unwrap_or_else(|_| Err(self.stopped())),
+            None => Err(self.stopped()),
         }
-        replied.await.unwrap_or_else(|_| Err(self.stopped()))
     }
 
     /// [`call`](Self::call) for a plain thread; it must not run inside an
     /// async runtime, where blocking would stall a worker.
     pub(super) fn call_blocking<R>(&self, make: impl FnOnce(Reply<R>) -> J) -> Result<R> {
-        let (reply, replied) = oneshot::channel();
-        let sent = self
-            .jobs
-            .as_ref()
-            .is_some_and(|jobs| jobs.send(make(reply)).is_ok());
-        if !sent {
-            return Err(self.stopped());
+        match self.send(make) {
+            Some(replied) => replied
+                .blocking_recv()
+                .unwrap_or_else(|_| Err(self.stopped())),
+            None => Err(self.stopped()),
         }
-        replied
-            .blocking_recv()
-            .unwrap_or_else(|_| Err(self.stopped()))
+    }
+
+    /// Sends the job, returning where its reply will come, or `None` when
+    /// the thread has stopped.
+    fn send<R>(&self, make: impl FnOnce(Reply<R>) -> J) -> Option<oneshot::Receiver<Result<R>>> {
+        let (reply, replied) = oneshot::channel();
+        let jobs = self.jobs.as_ref()?;
+        jobs.send(make(reply)).ok()?;
+        Some(replied)
     }
 
     fn stopped(&self) -> Error {
