@@ -72,6 +72,17 @@ pub(crate) enum Event {
     Eviction,
 }
 
+impl Event {
+    /// `Hit` for a lookup that found a live value, `Miss` for one that did not.
+    pub(crate) fn lookup<T>(found: &Option<T>) -> Event {
+        if found.is_some() {
+            Event::Hit
+        } else {
+            Event::Miss
+        }
+    }
+}
+
 /// The live counters behind [`StoreStats`].
 ///
 /// Striped: a store whose operations are spread over locks (MemoryStore's
@@ -106,6 +117,17 @@ impl Counters {
     #[cfg_attr(not(feature = "file"), allow(dead_code))] // used by FileStore
     pub(crate) fn one(&self, event: Event) {
         self.add(0, event, 1);
+    }
+
+    /// Counts each lookup of a batch as a hit or a miss.
+    #[cfg_attr(
+        not(any(feature = "file", feature = "redis", feature = "valkey")),
+        allow(dead_code)
+    )]
+    pub(crate) fn add_lookups<T>(&self, stripe: usize, found: &[Option<T>]) {
+        let hits = found.iter().filter(|v| v.is_some()).count() as u64;
+        self.add(stripe, Event::Hit, hits);
+        self.add(stripe, Event::Miss, found.len() as u64 - hits);
     }
 
     pub(crate) fn snapshot(&self) -> StoreStats {

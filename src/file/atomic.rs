@@ -194,11 +194,7 @@ impl BatchStore for FileStore {
         let values: Vec<_> = (found.into_iter())
             .map(|found| found.and_then(|(_, value)| value))
             .collect();
-        let hits = values.iter().filter(|v| v.is_some()).count();
-        self.inner.stats.add(0, Event::Hit, hits as u64);
-        self.inner
-            .stats
-            .add(0, Event::Miss, (values.len() - hits) as u64);
+        self.inner.stats.add_lookups(0, &values);
         Ok(values)
     }
 

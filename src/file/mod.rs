@@ -502,11 +502,7 @@ impl Store for FileStore {
 
     async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
         let value = self.get_or_renew(key, renew_for).await?;
-        let event = if value.is_some() {
-            Event::Hit
-        } else {
-            Event::Miss
-        };
+        let event = Event::lookup(&value);
         self.inner.stats.one(event);
         Ok(value)
     }

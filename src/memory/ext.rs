@@ -72,11 +72,7 @@ impl crate::BatchStore for MemoryStore {
                         self.touch(e);
                         e.value.clone()
                     });
-                let event = if value.is_some() {
-                    Event::Hit
-                } else {
-                    Event::Miss
-                };
+                let event = Event::lookup(&value);
                 self.root.stats.add(stripe, event, 1);
                 value
             })

@@ -421,11 +421,7 @@ impl Store for MemoryStore {
                 value
             }
         };
-        let event = if value.is_some() {
-            Event::Hit
-        } else {
-            Event::Miss
-        };
+        let event = Event::lookup(&value);
         self.root.stats.add(stripe, event, 1);
         Ok(value)
     }

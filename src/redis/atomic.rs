@@ -100,9 +100,7 @@ impl Core {
         let keys: Vec<String> = keys.iter().map(|key| self.key(key)).collect();
         let values: Vec<Option<Vec<u8>>> =
             self.query(::redis::cmd("MGET").arg(keys), "MGET").await?;
-        let hits = values.iter().filter(|v| v.is_some()).count();
-        self.count(Event::Hit, hits as u64);
-        self.count(Event::Miss, (values.len() - hits) as u64);
+        self.shared.stats.add_lookups(0, &values);
         Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
     }
 

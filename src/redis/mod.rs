@@ -238,14 +238,7 @@ impl Core {
                 result.map_err(|err| map_error(&self.shared.server, "GET with renewal", err))?
             }
         };
-        self.count(
-            if value.is_some() {
-                Event::Hit
-            } else {
-                Event::Miss
-            },
-            1,
-        );
+        self.count(Event::lookup(&value), 1);
         // Vec -> Bytes takes over the allocation: no copy.
         Ok(value.map(Bytes::from))
     }
