@@ -196,7 +196,9 @@ fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 echo "Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB of memory."
-flags="$( [ "$python" = 1 ] && echo '--python ')$( [ "$scaling" = 1 ] && echo '--scaling ')"
+flags=""
+if [ "$python" = 1 ]; then flags+="--python "; fi
+if [ "$scaling" = 1 ]; then flags+="--scaling "; fi
 echo "Command: scripts/compare.sh $flags--repeat $repeat --ops $ops"
 echo
 python3 scripts/compare_table.py "$results"
