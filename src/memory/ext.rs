@@ -87,24 +87,14 @@ impl crate::BatchStore for MemoryStore {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let expires_at = ttl.map(|ms| self.clock.monotonic_millis().saturating_add(ms));
         for (key, value) in entries {
-            let (stripe, shard) = self.locate(key);
-            let mut shard = shard.write();
-            let before = self.before(&shard, key);
-            shard.insert(key, value.clone(), expires_at);
-            self.settle(stripe, key, &mut shard, before);
-            self.root.stats.add(stripe, Event::Set, 1);
+            self.set_one(key, value.clone(), expires_at);
         }
         Ok(())
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<()> {
         for key in keys {
-            let (stripe, shard) = self.locate(key);
-            let mut shard = shard.write();
-            let before = self.before(&shard, key);
-            shard.remove(key);
-            self.settle(stripe, key, &mut shard, before);
-            self.root.stats.add(stripe, Event::Delete, 1);
+            self.delete_one(key);
         }
         Ok(())
     }

@@ -209,6 +209,26 @@ impl MemoryStoreBuilder {
 }
 
 impl MemoryStore {
+    /// Writes one entry under its shard's lock, keeping bounds and stats.
+    fn set_one(&self, key: &str, value: Bytes, expires_at: Option<u64>) {
+        let (stripe, shard) = self.locate(key);
+        let mut shard = shard.write();
+        let before = self.before(&shard, key);
+        shard.insert(key, value, expires_at);
+        self.settle(stripe, key, &mut shard, before);
+        self.root.stats.add(stripe, Event::Set, 1);
+    }
+
+    /// Deletes one entry under its shard's lock, keeping bounds and stats.
+    fn delete_one(&self, key: &str) {
+        let (stripe, shard) = self.locate(key);
+        let mut shard = shard.write();
+        let before = self.before(&shard, key);
+        shard.remove(key);
+        self.settle(stripe, key, &mut shard, before);
+        self.root.stats.add(stripe, Event::Delete, 1);
+    }
+
     /// Creates an empty store on the system clock.
     pub fn new() -> Self {
         Self::builder().build()
@@ -394,12 +414,7 @@ impl Store for MemoryStore {
     async fn set(&self, key: &str, value: Bytes, expires_in: Option<Duration>) -> Result<()> {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let expires_at = ttl.map(|ms| self.clock.monotonic_millis().saturating_add(ms));
-        let (stripe, shard) = self.locate(key);
-        let mut shard = shard.write();
-        let before = self.before(&shard, key);
-        shard.insert(key, value, expires_at);
-        self.settle(stripe, key, &mut shard, before);
-        self.root.stats.add(stripe, Event::Set, 1);
+        self.set_one(key, value, expires_at);
         Ok(())
     }
 
@@ -427,12 +442,7 @@ impl Store for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        let (stripe, shard) = self.locate(key);
-        let mut shard = shard.write();
-        let before = self.before(&shard, key);
-        shard.remove(key);
-        self.settle(stripe, key, &mut shard, before);
-        self.root.stats.add(stripe, Event::Delete, 1);
+        self.delete_one(key);
         Ok(())
     }
 
