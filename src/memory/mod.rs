@@ -2,22 +2,31 @@
 //!
 //! # Design
 //!
-//! Namespaces form a tree of [`Node`]s, one per namespace path that was ever
-//! asked for. A handle points at its node, so a `get` or `set` touches only
-//! that node's map with the caller's key as it is: no key encoding, no
-//! global lock. `delete_all` clears a node and its descendants, so its cost
-//! follows the size of that subtree, not of the whole store.
+//! A root store and all its namespaces share one set of shards, each behind
+//! its own `std::sync::RwLock` (on Linux a futex: uncontended read locking
+//! is one atomic operation). A key is hashed once, with its namespace's id,
+//! by a per-store seeded foldhash; that one hash picks the shard and finds
+//! the entry in the shard's table for the namespace (a hashbrown
+//! `HashTable`, which takes the hash as it is). Reads take a shard's read
+//! lock; writes and `get` with `renew_for` take its write lock, which is
+//! what makes a renewal atomic with its read. No lock is held across an
+//! `.await` (there is none), so a blocking lock is right here, as in
+//! `mini-redis`'s `Db`.
 //!
-//! Each node's map is split into shards, each behind its own
-//! `std::sync::RwLock` (on Linux a futex: uncontended read locking is one
-//! atomic operation). Reads take a shard's read lock; writes and `get` with
-//! `renew_for` take its write lock, which is what makes a renewal atomic with
-//! its read. No lock is held across an `.await` (there is none), so a
-//! blocking lock is right here, as in `mini-redis`'s `Db`.
+//! A namespace is a small reference-counted record (its id and path) that
+//! its handles and its entries keep alive; its parent keeps only a weak
+//! reference, by name, so that every handle of a path finds the same one.
+//! When its last entry and last handle are gone it is freed: a store that
+//! hands out a namespace per session does not grow with the sessions, and
+//! reading a namespace that never had keys creates nothing in the map.
+//! `delete_all` removes the tables of a namespace and its live descendants
+//! from each shard, so its cost follows that subtree, not the whole store.
 //!
-//! Each shard keeps an expiry index, ordered by deadline, of the keys that
-//! have one, so that [`MemoryStore::delete_expired`] visits only what has
-//! expired. Keys without expiry cost the index nothing.
+//! Each shard keeps an expiry index, ordered by deadline, of the entries
+//! that have one, so that [`MemoryStore::delete_expired`] visits only what
+//! has expired. Entries without expiry cost the index nothing. A bounded
+//! store's CLOCK ring is per shard too, and holds every namespace's entries,
+//! so eviction chooses its victims store-wide.
 //!
 //! Time is a monotonic [`Clock`] in milliseconds. An entry is live while
 //! `now < expires_at`; every reading method checks that, so an expired entry
@@ -148,18 +157,26 @@ impl MemoryStoreBuilder {
     ///
     /// # Eviction
     ///
-    /// A write that takes the store over a bound evicts from the shard it
-    /// wrote to until the store is back within bounds: expired entries
-    /// first (earliest deadline first), then by CLOCK, an approximation of
+    /// The bounds are the store's, not a namespace's: every namespace of
+    /// the root counts towards them and gives up entries to them. A write
+    /// that takes the store over a bound evicts from the shard it wrote to
+    /// until the store is back within bounds: expired entries first
+    /// (earliest deadline first), then by CLOCK, an approximation of
     /// least-recently-used: entries in insertion order, each read or write
-    /// giving an entry a second chance. Evictions are counted in
+    /// giving an entry a second chance. A shard holds the entries of every
+    /// namespace, so the victims are the store's coldest whichever
+    /// namespace they are in. Evictions are counted in
     /// [`StoreStats::evictions`], expired entries removed so in
-    /// `expirations`. Evicting only from the written shard keeps eviction
-    /// under one lock; since keys hash evenly over shards, it approximates a
-    /// store-wide policy. A value larger than `max` is evicted at once.
-    /// Eviction never waits for a shard another thread holds, so under
-    /// contention the store can stay a few entries over its bound until
-    /// later writes evict them.
+    /// `expirations`. Evicting from the written shard keeps eviction under
+    /// one lock; since keys hash evenly over shards, it approximates a
+    /// store-wide policy. When that shard has nothing left to give, the
+    /// other shards that no other thread holds at that moment are used.
+    ///
+    /// Slack: each write evicts before it returns, so the store exceeds a
+    /// bound only by the writes still under way on other threads — at most
+    /// one entry (and its bytes) per thread writing at that instant, e.g. a
+    /// few entries under a busy multi-threaded runtime. A value larger than
+    /// the byte bound is kept until the next write evicts it.
     ///
     /// Measured with `examples/zipf_hit_ratio.rs` (a read-through cache,
     /// 1,000,000 requests over 100,000 keys, room for 10,000): hit ratio
@@ -515,3 +532,6 @@ impl NamespacedStore for MemoryStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
