@@ -70,6 +70,23 @@ pub(super) fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Erro
     }
 }
 
+/// [`db_error`] for opening a file, which tells a file that is not redb at
+/// all from a failure to open one.
+pub(super) fn open_error(path: &Path, e: redb::Error) -> Error {
+    match e {
+        redb::Error::Io(source) if source.kind() == std::io::ErrorKind::InvalidData => {
+            Error::Database {
+                path: path.to_owned(),
+                message: "not a kvstores database: the file is not a redb database at all; \
+                      it was left unchanged"
+                    .into(),
+                source: Some(Box::new(source)),
+            }
+        }
+        e => db_error(path, "open", e),
+    }
+}
+
 /// [`db_error`] for each caller of a batch that failed as a whole.
 pub(super) fn shared_error(path: &Path, doing: &'static str, e: &Arc<redb::Error>) -> Error {
     let path = path.to_owned();
@@ -89,9 +106,7 @@ pub(super) fn shared_error(path: &Path, doing: &'static str, e: &Arc<redb::Error
 
 /// A key and value that redb cannot hold, `size` bytes together.
 pub(super) fn too_large(size: usize) -> Error {
-    Error::invalid_argument(format!(
-        "a key and value of {size} bytes are more than the file store can hold"
-    ))
+    Error::TooLarge { size: size as u64 }
 }
 
 /// Runs `f` on tokio's blocking pool.
