@@ -9,9 +9,9 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use kvstores::{Bytes, Entry, ListOptions, export};
+use kvstores::{Bytes, Clock, Entry, ListOptions, export};
 use serde_json::json;
 
 use crate::output::{
@@ -67,9 +67,7 @@ fn not_found(key: &str, target: &Target) -> Failure {
 }
 
 fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    Clock::system().unix_millis()
 }
 
 async fn get(

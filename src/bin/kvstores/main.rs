@@ -161,9 +161,20 @@ pub enum Failure {
     NotFound(String),
 }
 
-impl<E: std::fmt::Display> From<E> for Failure {
+/// The error's message followed by its sources', on one line: the crate's
+/// errors keep a dependency's text in `source()` only, so printing the
+/// message alone would drop the detail that says what went wrong.
+impl<E: std::error::Error> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure::Error(e.to_string())
+        let mut line = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            line.push_str(": ");
+            line.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        // stderr gets one line per failure, whatever a dependency's text holds.
+        Failure::Error(line.replace('\n', " "))
     }
 }
 
