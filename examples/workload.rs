@@ -1,6 +1,6 @@
-//! The standard workload of `BENCH.md`: every performance figure we publish
-//! comes from this runner, so it lines up with the same workload run against
-//! other systems.
+//! The standard workload of `BENCHMARKS.md`: every performance figure we
+//! publish comes from this runner, so it lines up with the same workload run
+//! against other systems.
 //!
 //! ```text
 //! cargo run --release --features full --example workload -- \

@@ -86,29 +86,14 @@ pub use list::FileUsage;
 ///
 /// # Performance
 ///
-/// The standard workload (`BENCH.md`; 20,000 keys, 100-byte values), ops/s
-/// on a 2-core machine with an ordinary SSD, from
-/// `cargo run --release --features full --example workload -- --backend file
-/// [--exclusive [--flush-every 1000]]`:
-///
-/// | op, concurrency | default | `exclusive` | `exclusive` + `Periodic(1 s)` |
-/// | --- | --: | --: | --: |
-/// | `set`, 1 | 1,051 | 2,356 | 26,043 |
-/// | `set`, 64 | 31,010 | 56,839 | 400,468 |
-/// | `get_hit`, 1 | 37,931 | 39,579 | 57,997 |
-/// | `get_hit`, 64 | 442,269 | 520,848 | 1,308,477 |
-/// | `get_renew`, 64 | 23,670 | 33,328 | 217,085 |
-/// | `delete`, 64 | 32,374 | 63,904 | 505,830 |
-/// | `delete_expired`, 10,000 of 20,000 keys | 34 ms | 40 ms | 19 ms |
-///
-/// A write costs a commit, so a lone writer gets the disk's commit rate;
-/// concurrent writers share commits, so their rate grows with their number.
-/// Raw redb committing each of the same 20,000 sets alone
-/// (`examples/redb_baseline.rs`) managed 1,342 sets/s in multi-writer mode
-/// and 3,055 sets/s in its default exclusive mode at concurrency 64. Reads
-/// never wait for a commit. `delete_expired` costs what has expired: its
-/// index scan reads nothing else, but removing entries scattered through a
-/// large file rewrites one page each (10,000 among 1,000,000 keys: 0.3 s).
+/// A write costs a commit, so a lone durable writer gets the disk's commit
+/// rate; concurrent writers share commits, so their rate grows with their
+/// number. `exclusive` halves the fsyncs of a commit, and
+/// [`FileDurability::Periodic`] takes them off the write path. Reads never
+/// wait for a commit. `delete_expired` costs what has expired: its index
+/// scan reads nothing else, but removing entries scattered through a large
+/// file rewrites one page each. `BENCHMARKS.md` in the repository has the
+/// figures of each configuration.
 ///
 /// # Expiry and the clock
 ///
