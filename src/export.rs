@@ -103,15 +103,16 @@ pub fn to_line(entry: &Entry) -> Result<String> {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidArgument`] saying what is wrong: not JSON, not an object,
-/// a missing or mistyped field, or a value that is not base64.
+/// [`Error::Decode`] saying what is wrong: not JSON, not an object, a
+/// missing or mistyped field (serde_json's error, as the source, says
+/// which), or a value that is not base64.
 ///
 /// # Example
 ///
 /// ```
 /// let entry = kvstores::export::from_line(r#"{"namespace":[],"key":"k","value":"dg==","expires_at":null}"#)?;
 /// assert_eq!(entry.value.as_deref(), Some(&b"v"[..]));
-/// assert!(kvstores::export::from_line("{}").is_err());
+/// assert!(matches!(kvstores::export::from_line("{}"), Err(kvstores::Error::Decode { .. })));
 /// # Ok::<_, kvstores::Error>(())
 /// ```
 pub fn from_line(line: &str) -> Result<Entry> {
@@ -142,12 +143,10 @@ pub fn from_line(line: &str) -> Result<Entry> {
 /// The error for a line that does not decode: the format's own complaint in
 /// the message, serde_json's or base64's in the source.
 fn decode_error(message: &str, source: Option<crate::error::BoxError>) -> Error {
-    // Until `Error::Decode` lands the source's text goes in the message.
-    match source {
-        Some(source) => {
-            Error::invalid_argument(format!("not an export line: {message} ({source})"))
-        }
-        None => Error::invalid_argument(format!("not an export line: {message}")),
+    Error::Decode {
+        what: "export line".to_owned(),
+        message: message.to_owned(),
+        source,
     }
 }
 
@@ -178,8 +177,11 @@ mod tests {
     fn base64_refuses_what_it_would_not_write() {
         for bad in ["Zg=", "Zh==", "Z===", "Zg==Zg==", "Zm9v!A==", "Zm9"] {
             let line = format!(r#"{{"namespace":[],"key":"k","value":"{bad}","expires_at":null}}"#);
-            let err = from_line(&line).unwrap_err().to_string();
-            assert!(err.contains("base64"), "{bad}: {err}");
+            let err = from_line(&line).unwrap_err();
+            assert!(
+                matches!(&err, Error::Decode { message, .. } if message.contains("base64")),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -253,6 +255,7 @@ mod tests {
         ];
         for (line, says) in cases {
             let err = from_line(line).unwrap_err();
+            assert!(matches!(err, Error::Decode { .. }), "{line}: {err:?}");
             let text = error_chain(&err);
             assert!(text.contains(says), "{line}: {text}");
         }

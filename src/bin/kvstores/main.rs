@@ -161,21 +161,30 @@ pub enum Failure {
     NotFound(String),
 }
 
-/// The error's message followed by its sources', on one line: the crate's
-/// errors keep a dependency's text in `source()` only, so printing the
-/// message alone would drop the detail that says what went wrong.
+/// One line: the error, then each of its causes after a colon, since the
+/// library keeps a cause's text out of its own message.
 impl<E: std::error::Error> From<E> for Failure {
     fn from(e: E) -> Self {
-        let mut line = e.to_string();
-        let mut source = e.source();
-        while let Some(cause) = source {
-            line.push_str(": ");
-            line.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        // stderr gets one line per failure, whatever a dependency's text holds.
-        Failure::Error(line.replace('\n', " "))
+        Failure::Error(chain(&e))
     }
+}
+
+/// `error: cause: its cause…` on one line. A cause whose text already ends
+/// the line is left out: some dependencies' errors (the redis client's)
+/// print their own source inside their message as well.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = error.source();
+    }
+    // stderr gets one line per failure, whatever a cause's text holds.
+    line.replace('\n', " ")
 }
 
 fn main() -> ExitCode {

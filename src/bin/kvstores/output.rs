@@ -65,12 +65,14 @@ pub fn progress(what: &'static str, total: Option<u64>) -> ProgressBar {
     bar
 }
 
-/// Parses a duration as humantime does (`500ms`, `30s`, `10m`, `2h`, `7d`,
-/// `1h30m`), or a bare whole number of seconds; zero is refused.
+/// Parses a duration as humantime does (`500ms`, `30s`, `1.5h`, `7d`,
+/// `1h30m`), or a bare number of seconds (`90`, `0.5`); zero is refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let duration = match text.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
+    let duration = match text.parse::<f64>() {
+        Ok(seconds) => {
+            Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))?
+        }
         Err(_) => humantime::parse_duration(text).map_err(|e| {
             format!("{text:?} is not a duration (e.g. 500ms, 30s, 10m, 2h, 7d): {e}")
         })?,
@@ -165,6 +167,9 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("0s").is_err());
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("-1").is_err());
         assert!(parse_duration("0").is_err());
         assert!(
             parse_duration("5q")
