@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kvstores::Store;
+use kvstores::{FullStore, Store};
 use tokio::runtime::Runtime;
 
 /// `n` keys `{prefix}-{i}`, as the standard workload names them.
@@ -166,4 +166,40 @@ pub async fn fill(store: &Arc<dyn Store>, keys: &Arc<[String]>, ttl: Option<Dura
     load(store, keys, move |_| (value(), ttl))
         .await
         .expect("loading the store");
+}
+
+/// Connects a runner to the Redis or Valkey server `url` (or the backend's
+/// default URL), with its keys under the root segment `root`, which the
+/// runner empties with `delete_all` and nothing else shares.
+///
+/// # Errors
+///
+/// An unknown or not compiled-in `backend`, or the connection's error.
+pub async fn connect_server(
+    backend: &str,
+    url: Option<&str>,
+    root: &str,
+) -> Result<Arc<dyn FullStore>, String> {
+    let _ = (url, root); // unused without a server backend
+    match backend {
+        #[cfg(feature = "redis")]
+        "redis" => kvstores::RedisStore::builder(url.unwrap_or(kvstores::RedisStore::DEFAULT_URL))
+            .namespace(Some(root))
+            .connect()
+            .await
+            .map(|store| Arc::new(store) as Arc<dyn FullStore>)
+            .map_err(|e| e.to_string()),
+        #[cfg(feature = "valkey")]
+        "valkey" => {
+            kvstores::ValkeyStore::builder(url.unwrap_or(kvstores::ValkeyStore::DEFAULT_URL))
+                .namespace(Some(root))
+                .connect()
+                .await
+                .map(|store| Arc::new(store) as Arc<dyn FullStore>)
+                .map_err(|e| e.to_string())
+        }
+        other => Err(format!(
+            "backend {other:?} is unknown or not compiled in (build with --features full)"
+        )),
+    }
 }
