@@ -19,9 +19,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{fill, runtime, shared, value};
+use common::{fill, runtime, shared, time_removals, value};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvstores::{FileDurability, FileStore, ManualClock, NamespacedStore, Store};
 
@@ -139,19 +139,13 @@ fn scaling(c: &mut Criterion) {
             None,
         ));
         let handle = shared(&store);
+        let store = &store;
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        fill(&handle, &victims, Some(Duration::from_secs(1))).await;
-                        clock.advance(Duration::from_secs(1));
-                        let start = Instant::now();
-                        let removed = store.delete_expired().await.unwrap();
-                        spent += start.elapsed();
-                        assert_eq!(removed, REMOVED);
-                    }
-                    spent
+                let expiring = Some(Duration::from_secs(1));
+                let advance = || clock.advance(Duration::from_secs(1));
+                time_removals(&rt, iters, &handle, &victims, expiring, advance, || async {
+                    assert_eq!(store.delete_expired().await.unwrap(), REMOVED);
                 })
             })
         });
@@ -175,16 +169,15 @@ fn scaling(c: &mut Criterion) {
         let handle = shared(&victim);
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        fill(&handle, &victims, None).await;
-                        let start = Instant::now();
-                        victim.delete_all().await.unwrap();
-                        spent += start.elapsed();
-                    }
-                    spent
-                })
+                time_removals(
+                    &rt,
+                    iters,
+                    &handle,
+                    &victims,
+                    None,
+                    || {},
+                    || async { handle.delete_all().await.unwrap() },
+                )
             })
         });
     }

@@ -21,9 +21,9 @@ mod servers;
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{fill, shared, value};
+use common::{fill, shared, time_removals, value};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvstores::{NamespacedStore, RedisStore, ValkeyStore};
 use servers::{Kind, Server};
@@ -124,20 +124,18 @@ fn bench_kind<S: NamespacedStore + Clone + 'static>(
         let more = common::keys(total - REMOVED, "kept");
         rt.block_on(fill(&shared(&others), &more[held..].into(), TTL));
         held = more.len();
-        let victim = store.with_namespace("victim");
-        let handle = shared(&victim);
+        let victim = shared(&store.with_namespace("victim"));
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        fill(&handle, &victims, TTL).await;
-                        let start = Instant::now();
-                        victim.delete_all().await.unwrap();
-                        spent += start.elapsed();
-                    }
-                    spent
-                })
+                time_removals(
+                    rt,
+                    iters,
+                    &victim,
+                    &victims,
+                    TTL,
+                    || {},
+                    || async { victim.delete_all().await.unwrap() },
+                )
             })
         });
     }

@@ -168,6 +168,36 @@ pub async fn fill(store: &Arc<dyn Store>, keys: &Arc<[String]>, ttl: Option<Dura
         .expect("loading the store");
 }
 
+/// The body of a removal bench's `iter_custom`: `iters` times, refills
+/// `victim` with `victims` (expiring after `ttl`) and calls `prepare`, both
+/// untimed, then times `remove` alone. Returns the time spent removing.
+pub fn time_removals<P, F, Fut>(
+    rt: &Runtime,
+    iters: u64,
+    victim: &Arc<dyn Store>,
+    victims: &Arc<[String]>,
+    ttl: Option<Duration>,
+    mut prepare: P,
+    remove: F,
+) -> Duration
+where
+    P: FnMut(),
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    rt.block_on(async {
+        let mut spent = Duration::ZERO;
+        for _ in 0..iters {
+            fill(victim, victims, ttl).await;
+            prepare();
+            let start = Instant::now();
+            remove().await;
+            spent += start.elapsed();
+        }
+        spent
+    })
+}
+
 /// Connects a runner to the Redis or Valkey server `url` (or the backend's
 /// default URL), with its keys under the root segment `root`, which the
 /// runner empties with `delete_all` and nothing else shares.
