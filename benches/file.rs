@@ -47,59 +47,8 @@ fn operations(c: &mut Criterion) {
         let missing = common::keys(size, "missing");
         rt.block_on(fill(&shared(&store), &keys, TTL));
 
-        let mut group = c.benchmark_group(format!("file/op/{size}"));
-        group.throughput(Throughput::Elements(1));
-        let mut i = 0;
-        let mut next = move || {
-            i = (i + 1) % size;
-            i
-        };
-        group.bench_function("get_hit", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move { assert!(store.get(key, None).await.unwrap().is_some()) }
-            })
-        });
-        group.bench_function("get_miss", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &missing[next()];
-                let store = &store;
-                async move { assert!(store.get(key, None).await.unwrap().is_none()) }
-            })
-        });
-        group.bench_function("get_renew", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move { assert!(store.get(key, TTL).await.unwrap().is_some()) }
-            })
-        });
-        group.bench_function("exists", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move { assert!(store.exists(key).await.unwrap()) }
-            })
-        });
-        group.bench_function("set_overwrite", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move { store.set(key, value(), TTL).await.unwrap() }
-            })
-        });
-        group.bench_function("delete_then_set", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move {
-                    store.delete(key).await.unwrap();
-                    store.set(key, value(), TTL).await.unwrap();
-                }
-            })
-        });
-        group.finish();
+        let name = format!("file/op/{size}");
+        common::bench_ops(c, &name, &rt, &store, &keys, &missing, TTL);
     }
 }
 

@@ -52,10 +52,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = common::runtime();
     runtime.block_on(async {
         let system = format!("kvstores-{backend}");
         match backend.as_str() {

@@ -128,10 +128,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = common::runtime();
     match runtime.block_on(run_backend(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -6,6 +6,7 @@
 //! the timing helper takes a closure, so it serves other clients too.
 #![allow(dead_code)] // each bench and example uses part of it
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::iter::StepBy;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use criterion::{Criterion, Throughput};
 use kvstores::{FullStore, Store};
 use tokio::runtime::Runtime;
 
@@ -166,6 +168,68 @@ pub async fn fill(store: &Arc<dyn Store>, keys: &Arc<[String]>, ttl: Option<Dura
     load(store, keys, move |_| (value(), ttl))
         .await
         .expect("loading the store");
+}
+
+/// The criterion group `name` of each `Store` operation, one at a time, on
+/// `store` holding `keys` (each expiring after `ttl`, which `set` keeps):
+/// `get_hit`, `get_miss` (of `missing`), `get_renew`, `exists`,
+/// `set_overwrite` and `delete_then_set`, cycling through the keys.
+pub fn bench_ops(
+    c: &mut Criterion,
+    name: &str,
+    rt: &Runtime,
+    store: &dyn Store,
+    keys: &[String],
+    missing: &[String],
+    ttl: Option<Duration>,
+) {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(1));
+    let i = Cell::new(0);
+    let next = || {
+        i.set((i.get() + 1) % keys.len());
+        i.get()
+    };
+    group.bench_function("get_hit", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move { assert!(store.get(key, None).await.unwrap().is_some()) }
+        })
+    });
+    group.bench_function("get_miss", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &missing[next()];
+            async move { assert!(store.get(key, None).await.unwrap().is_none()) }
+        })
+    });
+    group.bench_function("get_renew", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move { assert!(store.get(key, ttl).await.unwrap().is_some()) }
+        })
+    });
+    group.bench_function("exists", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move { assert!(store.exists(key).await.unwrap()) }
+        })
+    });
+    group.bench_function("set_overwrite", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move { store.set(key, value(), ttl).await.unwrap() }
+        })
+    });
+    group.bench_function("delete_then_set", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move {
+                store.delete(key).await.unwrap();
+                store.set(key, value(), ttl).await.unwrap();
+            }
+        })
+    });
+    group.finish();
 }
 
 /// The body of a removal bench's `iter_custom`: `iters` times, refills
