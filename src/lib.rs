@@ -69,7 +69,8 @@
 //!   schedule, for `MemoryStore` and `FileStore` (their builders'
 //!   `sweep_every`).
 //! - `memory` — [`MemoryStore`]: `map` (a tree of namespace nodes of locked
-//!   shards), `bounds` (eviction by CLOCK), `ext` (counters and batches).
+//!   shards), `bounds` (eviction by CLOCK), `ext` (counters and batches),
+//!   `list` (listing and importing).
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
 //!   expiry index, group commit on a writer thread, shared by processes.
 //! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
@@ -78,6 +79,7 @@
 //!   [`Entry`]s it returns and the [`EntryCursor`] a backend implements.
 //! - `export` — the JSON-lines format that carries entries between stores
 //!   (feature `export`).
+//! - [`prelude`] — every trait, for `use kvstores::prelude::*`.
 //! - `bin/kvstores` — the `kvstores` command (feature `cli`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // A build with no backend (the traits and registry alone, or `export`)
