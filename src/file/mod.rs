@@ -37,7 +37,7 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,8 +47,8 @@ use crate::clock::{Clock, opt_ttl_millis, ttl_millis};
 use crate::namespace::{table_key, table_prefix};
 use crate::stats::{Counters, Event};
 use crate::{NamespacedStore, Result, Store};
+use db::Options;
 use db::{Db, backup, blocking, db_error};
-use open::Options;
 use reader::Reader;
 use tables::{Fault, Tables};
 use writer::Writer;
@@ -430,11 +430,8 @@ impl FileStore {
     pub async fn compact(&self) -> Result<bool> {
         let db = self.inner.db.clone();
         blocking(move || {
-            let mut database = db.database.write().unwrap_or_else(PoisonError::into_inner);
-            let database = database.as_mut().ok_or_else(|| db.closed())?;
             // redb repeats its passes until one makes no progress.
-            database
-                .compact()
+            (db.with_mut(|database| Ok(database.compact()?)))
                 .map_err(|e| db_error(&db.path, "compact", e))
         })
         .await
@@ -584,15 +581,44 @@ impl Inner {
 }
 
 impl Drop for Inner {
+    /// Closing waits for the queued writes to commit and for the threads to
+    /// return, so inside an async runtime it runs on the runtime's blocking
+    /// pool rather than stalling a worker; the runtime waits for it when it
+    /// shuts down (the end of `#[tokio::main]`), so the file is still closed
+    /// cleanly. An open of the same path in this process meanwhile waits for
+    /// it (see `open::open`).
     fn drop(&mut self) {
-        // Under the registry lock, so that an open of the same path waits
-        // until the file is closed instead of finding it still locked.
-        let mut open = open::registry();
-        // Stopped first: a tick must not find the writer gone.
-        drop(self.sweeper.get_mut().map(Option::take));
+        let closing = Closing {
+            sweeper: self.sweeper.get_mut().ok().and_then(Option::take),
+            writer: self.writer.take(),
+            reader: self.reader.take(),
+            db: self.db.clone(),
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // A runtime shutting down drops the task unrun, and with it
+            // `closing`: the file is then closed in place.
+            runtime.spawn_blocking(move || drop(closing));
+        }
+    }
+}
+
+/// What closing a database takes, in the order it is dropped: the sweeper
+/// first (a tick must not find the writer gone), then the writer (which
+/// commits what is queued), the reader, and the file.
+struct Closing {
+    sweeper: Option<crate::sweeper::Sweeper>,
+    writer: Option<Writer>,
+    reader: Option<Reader>,
+    db: Arc<Db>,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        drop(self.sweeper.take());
         drop(self.writer.take());
         drop(self.reader.take());
         self.db.close();
+        let mut open = open::registry();
         if open
             .get(&self.db.path)
             .is_some_and(|w| w.strong_count() == 0)
