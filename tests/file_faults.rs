@@ -119,8 +119,12 @@ async fn survives_a_full_disk(exclusive: bool) {
 
     // Full: reads work, every write gets an answer (an error), nothing
     // acknowledged is lost.
+    let reading = Instant::now();
     assert_all_there(&store, 0..written).await;
+    let reading = reading.elapsed();
+    let failing = Instant::now();
     let e = answered("a write on a full disk", store.set("more", value(0), None)).await;
+    let failing = failing.elapsed();
     assert_no_space(&e.unwrap_err(), store.path());
     let writers: Vec<_> = (0..16)
         .map(|t| {
@@ -146,9 +150,11 @@ async fn survives_a_full_disk(exclusive: bool) {
         }
     })
     .await;
+    // Figures for the docs, not assertions.
     eprintln!(
-        "exclusive={exclusive}: {written} writes filled the disk; the same handle \
-         wrote again {:?} after space was freed",
+        "exclusive={exclusive}: {written} writes filled the disk; reading them all \
+         back while full took {reading:?}, a write refused while full {failing:?}; \
+         the same handle wrote again {:?} after space was freed",
         freed.elapsed()
     );
     for i in written..written + 100 {

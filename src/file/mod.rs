@@ -61,9 +61,12 @@ pub use list::FileUsage;
 /// Cloning is cheap: clones share the open database. Opening a path that is
 /// already open in this process gives a handle on the same database, and
 /// other processes that open the same file see every write. Dropping the
-/// last handle of a database waits for its queued writes to commit, makes
-/// them durable and closes the file. A write whose future is dropped before
-/// it completes may or may not be applied, but never partly.
+/// last handle of a database commits its queued writes, makes them durable
+/// and closes the file: outside an async runtime before the drop returns,
+/// inside one on its blocking pool, which the runtime waits for when it
+/// shuts down, so that a drop never stalls an async worker. A write whose
+/// future is dropped before it completes may or may not be applied, but
+/// never partly.
 ///
 /// # Durability
 ///
@@ -107,6 +110,34 @@ pub use list::FileUsage;
 /// been removed yet; [`delete_expired`](FileStore::delete_expired) removes
 /// them, and reads only the expired part of the expiry index to find them;
 /// [`FileStoreBuilder::sweep_every`] does the same in the background.
+///
+/// # A full disk and other I/O errors
+///
+/// While the file system is full, every write fails with
+/// [`Error::Io`](crate::Error::Io) whose message names the file and "the
+/// full file system", its source the operating system's error
+/// ([`ErrorKind::StorageFull`](std::io::ErrorKind::StorageFull)); a write
+/// that failed was not applied, nothing waits for space, and reads keep
+/// working. As soon as there is space again the same handle takes writes:
+/// nothing needs reopening. No acknowledged write is lost.
+///
+/// Behind this: redb refuses every later transaction of a database handle
+/// that met an I/O error, so the store reopens the file before its next
+/// use. Reopening repairs redb's bookkeeping from the last commit, which
+/// reads the file: each write refused while the disk is full costs the next
+/// operation a reopen (milliseconds on a small file; on a large one, the
+/// time the file takes to open after a crash). Any transient I/O error is
+/// handled the same way. With [`FileDurability::Periodic`], the reopen
+/// loses the writes acknowledged since the last durable commit, as a crash
+/// would. A file deleted meanwhile is not recreated: every use fails, naming
+/// it, until the store is opened again.
+///
+/// The kernel refuses to remount a file system read-only while a file on it
+/// is open for writing, as a store's is. A change of the permissions of the
+/// file or its directory does not affect a store that has it open; a reopen
+/// after an I/O error that is refused fails with
+/// [`Error::Io`](crate::Error::Io) naming the file, and is tried again at
+/// the next use.
 ///
 /// # Crashes
 ///
