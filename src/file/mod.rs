@@ -360,14 +360,20 @@ impl FileStore {
     }
 
     /// Removes every expired entry of this namespace and its descendants,
-    /// returning how many it removed, in one transaction.
+    /// returning how many it removed.
     ///
     /// It reads only the expired part of the expiry index (of the whole
-    /// file, since the index is ordered by time), never the live entries.
+    /// file, since the index is ordered by time), never the live entries,
+    /// and removes entries in chunks of at most 1,000, each a write of its
+    /// own that shares a group commit with the other writes waiting then: a
+    /// concurrent write waits for one chunk, not for the whole removal.
+    /// Entries that expire while it runs may or may not be removed.
     ///
     /// # Errors
     ///
-    /// [`Error::Database`](crate::Error::Database) if the commit fails; nothing is removed then.
+    /// [`Error::Database`](crate::Error::Database) or
+    /// [`Error::Io`](crate::Error::Io) if a commit fails; the chunks
+    /// committed before it stay removed, and the call can be repeated.
     ///
     /// # Example
     ///
@@ -385,11 +391,23 @@ impl FileStore {
     /// # Ok::<_, kvstores::Error>(()) }).unwrap();
     /// ```
     pub async fn delete_expired(&self) -> Result<usize> {
-        let prefix = self.prefix.to_vec();
+        const CHUNK: usize = 1_000;
         let now = self.clock.unix_millis();
-        let n = (self.write(move |tables| Ok(tables.delete_expired(&prefix, now)?))).await?;
-        self.inner.stats.add(0, Event::Expiration, n as u64);
-        Ok(n)
+        let mut after = None;
+        let mut removed = 0;
+        loop {
+            let prefix = self.prefix.clone();
+            let (n, next) = (self.write(move |tables| {
+                Ok(tables.delete_expired_chunk(&prefix, now, after.as_ref(), CHUNK)?)
+            }))
+            .await?;
+            self.inner.stats.add(0, Event::Expiration, n as u64);
+            removed += n;
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(removed),
+            }
+        }
     }
 
     /// Writes a consistent copy of the whole database (every namespace, not
