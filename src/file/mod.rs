@@ -364,7 +364,7 @@ impl FileStore {
     ///
     /// It reads only the expired part of the expiry index (of the whole
     /// file, since the index is ordered by time), never the live entries,
-    /// and removes entries in chunks of at most 1,000, each a write of its
+    /// and removes entries in chunks of at most 250, each a write of its
     /// own that shares a group commit with the other writes waiting then: a
     /// concurrent write waits for one chunk, not for the whole removal.
     /// Entries that expire while it runs may or may not be removed.
@@ -391,7 +391,7 @@ impl FileStore {
     /// # Ok::<_, kvstores::Error>(()) }).unwrap();
     /// ```
     pub async fn delete_expired(&self) -> Result<usize> {
-        const CHUNK: usize = 1_000;
+        const CHUNK: usize = 250;
         let now = self.clock.unix_millis();
         let mut after = None;
         let mut removed = 0;
