@@ -91,13 +91,14 @@ pub use list::FileUsage;
 ///
 /// # Performance
 ///
-/// Figures of the standard workload, beside redb alone and the stores users
-/// would pick instead, are in the repository's `BENCHMARKS.md`.
-/// A write costs a commit, so a lone writer gets the disk's commit rate;
-/// concurrent writers share commits, so their rate grows with their number.
-/// Reads never wait for a commit. `delete_expired` costs what has expired:
-/// its index scan reads nothing else, but removing entries scattered through
-/// a large file rewrites one page each.
+/// A write costs a commit, so a lone durable writer gets the disk's commit
+/// rate; concurrent writers share commits, so their rate grows with their
+/// number. `exclusive` halves the fsyncs of a commit, and
+/// [`FileDurability::Periodic`] takes them off the write path. Reads never
+/// wait for a commit. `delete_expired` costs what has expired: its index
+/// scan reads nothing else, but removing entries scattered through a large
+/// file rewrites one page each. `BENCHMARKS.md` in the repository has the
+/// figures of each configuration.
 ///
 /// # Expiry and the clock
 ///
