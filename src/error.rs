@@ -8,6 +8,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A `Result` whose error defaults to the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -82,6 +83,27 @@ pub enum Error {
         /// The client's error, when there is one.
         source: Option<BoxError>,
     },
+    /// A stored record or value does not decode: garbage bytes, another
+    /// program's data, or a value written for another type.
+    Decode {
+        /// What did not decode, e.g. `key "abc"`.
+        what: String,
+        /// What was wrong.
+        message: String,
+        /// The decoder's error, when there is one.
+        source: Option<BoxError>,
+    },
+    /// [`Cache::get_or_set_with`](crate::Cache::get_or_set_with) could not
+    /// produce the value: its loader failed, or storing the loaded value
+    /// failed. Every caller that waited for that run gets this error, with
+    /// the same `source`.
+    Load {
+        /// The key being loaded.
+        key: String,
+        /// The loader's error, or the store's [`Error`] when storing failed;
+        /// shared by every caller of the run, hence the `Arc`.
+        source: Arc<dyn StdError + Send + Sync + 'static>,
+    },
 }
 
 impl Error {
@@ -123,6 +145,8 @@ impl fmt::Display for Error {
             Error::Server {
                 server, message, ..
             } => write!(f, "server {server}: {message}"),
+            Error::Decode { what, message, .. } => write!(f, "cannot decode {what}: {message}"),
+            Error::Load { key, .. } => write!(f, "loading the value of key {key:?} failed"),
         }
     }
 }
@@ -133,7 +157,9 @@ impl StdError for Error {
             Error::Io { source, .. } => Some(source),
             Error::Database { source, .. }
             | Error::Connection { source, .. }
-            | Error::Server { source, .. } => source.as_deref().map(|e| e as _),
+            | Error::Server { source, .. }
+            | Error::Decode { source, .. } => source.as_deref().map(|e| e as _),
+            Error::Load { source, .. } => Some(&**source),
             _ => None,
         }
     }

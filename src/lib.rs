@@ -35,7 +35,8 @@
 //! The `full` feature turns on every backend. `export` adds the JSON-lines
 //! format that moves entries between stores (`kvstores::export`), and `cli`
 //! builds the `kvstores` command on top of it (`cargo install kvstores
-//! --features cli`).
+//! --features cli`). `json` and `msgpack` add [`Typed`], values of your
+//! own types stored through serde.
 //!
 //! # Semantics
 //!
@@ -61,6 +62,12 @@
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
 //! - `stats` — [`StoreStats`], the per-store operation counters.
 //! - `registry` — [`StoreRegistry`], named stores from a default factory.
+//! - `cache` — [`Cache`]: get-or-compute (`get_or_set_with`) with single
+//!   flight, an optional cross-process lock and stale serving.
+//! - `flight` — the single-flight table behind it: concurrent callers of one
+//!   key share one run.
+//! - `typed` — [`Typed`]: serde values with a leading format byte (features
+//!   `json`, `msgpack`).
 //! - `memory` — [`MemoryStore`]: `map` (a tree of namespace nodes of locked
 //!   shards), `bounds` (eviction by CLOCK), `ext` (counters and batches).
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
@@ -85,6 +92,7 @@
     allow(dead_code)
 )]
 
+mod cache;
 mod clock;
 mod error;
 #[cfg(feature = "export")]
@@ -93,8 +101,7 @@ pub mod export;
 mod ext;
 #[cfg(feature = "file")]
 mod file;
-// Single flight, shared by the cache and the web response cache.
-#[allow(dead_code)] // until its users land
+// Single flight, shared by `Cache` and the web response cache.
 mod flight;
 #[cfg(any(
     feature = "file",
@@ -113,6 +120,8 @@ mod stats;
 mod store;
 #[cfg(any(feature = "memory", feature = "file"))]
 mod sweeper;
+#[cfg(any(feature = "json", feature = "msgpack"))]
+mod typed;
 
 pub use bytes::Bytes;
 
@@ -134,6 +143,7 @@ pub mod server {
     pub use crate::redis::Valkey;
     pub use crate::redis::{ServerKind, ServerStore, ServerStoreBuilder};
 }
+pub use cache::Cache;
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 pub use ext::{AtomicStore, BatchStore};
@@ -162,3 +172,6 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use registry::StoreRegistry;
 pub use stats::StoreStats;
 pub use store::{NamespacedStore, Store};
+#[cfg(any(feature = "json", feature = "msgpack"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "json", feature = "msgpack"))))]
+pub use typed::{Format, Typed};
