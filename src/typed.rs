@@ -137,9 +137,10 @@ impl<S: Store> Typed<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `value` cannot be encoded in this
-    /// format (e.g. a map whose keys are not strings, in JSON) or for a
-    /// zero `expires_in`; nothing is written then. Or the store's failure.
+    /// [`Error::Encode`] if `value` cannot be encoded in this format (e.g. a
+    /// map whose keys are not strings, in JSON), [`Error::InvalidArgument`]
+    /// for a zero `expires_in`; nothing is written then. Or the store's
+    /// failure.
     ///
     /// # Example
     ///
@@ -206,7 +207,7 @@ impl<S: Store> Typed<S> {
     /// # Errors
     ///
     /// As [`Cache::get_or_set_with`]; a value that cannot be encoded is an
-    /// [`Error::Load`] whose source is the [`Error::InvalidArgument`], and a
+    /// [`Error::Load`] whose source is the [`Error::Encode`], and a
     /// live value that does not decode is an [`Error::Decode`] (the loader
     /// does not run then: a type mismatch is a bug to see, not a miss).
     ///
@@ -272,22 +273,24 @@ impl<S: fmt::Debug> fmt::Debug for Typed<S> {
 }
 
 fn encode<T: Serialize + ?Sized>(format: Format, key: &str, value: &T) -> Result<Bytes> {
-    let cannot = |e: &dyn fmt::Display| {
-        Error::invalid_argument(format!(
-            "the value for key {key:?} cannot be encoded as {format:?}: {e}"
-        ))
+    let cannot = |message: &str, source: Box<dyn StdError + Send + Sync>| Error::Encode {
+        what: format!("the value for key {key:?}"),
+        message: message.to_owned(),
+        source: Some(source),
     };
     match format {
         #[cfg(feature = "json")]
         Format::Json => {
             let mut bytes = vec![JSON];
-            serde_json::to_writer(&mut bytes, value).map_err(|e| cannot(&e))?;
+            serde_json::to_writer(&mut bytes, value)
+                .map_err(|e| cannot("JSON cannot represent it", Box::new(e)))?;
             Ok(bytes.into())
         }
         #[cfg(feature = "msgpack")]
         Format::MsgPack => {
             let mut bytes = vec![MSGPACK];
-            rmp_serde::encode::write_named(&mut bytes, value).map_err(|e| cannot(&e))?;
+            rmp_serde::encode::write_named(&mut bytes, value)
+                .map_err(|e| cannot("MessagePack cannot represent it", Box::new(e)))?;
             Ok(bytes.into())
         }
     }

@@ -51,12 +51,12 @@ where
 mod memory {
     use std::sync::Arc;
 
-    use kvstores::{AtomicStore, Cache, MemoryStore, NamespacedStore, Store, StoreRegistry};
+    use kvstores::{Cache, FullStore, MemoryStore, Store, StoreRegistry};
 
     crate::cache_suite!(async { MemoryStore::new() });
 
-    /// `Cache` works over `Arc<dyn Store>` from a registry, and over a
-    /// store type written by a user, with single flight.
+    /// `Cache` works over the `Arc<dyn Store>` and `Arc<dyn FullStore>` a
+    /// registry hands out, with single flight (and the lock, on the latter).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cache_over_dyn_store_has_single_flight() {
         let registry = StoreRegistry::new();
@@ -72,10 +72,9 @@ mod memory {
         .await;
         assert_eq!(values.len(), 100);
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
-        let root = MemoryStore::new();
-        let values: Arc<dyn AtomicStore> = Arc::new(root.with_namespace("values"));
-        let locks: Arc<dyn AtomicStore> = Arc::new(root.with_namespace("locks"));
-        let cache = Cache::new(values).lock_across_processes(locks, super::LOAD);
+        let values: Arc<dyn FullStore> = registry.get_full("values").unwrap();
+        let cache = Cache::new(values)
+            .lock_across_processes(registry.get_full("locks").unwrap(), super::LOAD);
         let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         crate::cache_suite::stampede(&cache, "k", 10, std::time::Duration::ZERO, &runs).await;
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);

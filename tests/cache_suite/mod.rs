@@ -553,6 +553,20 @@ mod typed {
                     .await;
                 assert!(matches!(loaded, Err(Error::Decode { .. })), "{loaded:?}");
             }
+            // A value the format cannot represent is refused, not written.
+            #[cfg(feature = "json")]
+            if format == Format::Json {
+                let tuple_keys = HashMap::from([((1u8, 2u8), 3u8)]);
+                let error = typed
+                    .set("unencodable", &tuple_keys, None)
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(&error, Error::Encode { what, source: Some(_), .. } if what.contains("unencodable")),
+                    "{error:?}"
+                );
+                assert!(!store.exists("unencodable").await.unwrap());
+            }
             // A value of another type.
             typed.set("number", &5u8, None).await.unwrap();
             let error = typed.get::<Outer>("number", None).await.unwrap_err();
