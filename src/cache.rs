@@ -241,15 +241,15 @@ impl<S: Store> Cache<S> {
         let held = match &self.lock {
             None => None,
             Some(lock) => match lock.acquire(key, || self.fresh(key)).await {
-                Ok(lock::Acquired::Held(held)) => Some((lock, held)),
+                Ok(lock::Acquired::Held(held)) => Some(held),
                 Ok(lock::Acquired::Loaded(value)) => return Ok(value),
                 Err(error) => return Err(share(error)),
             },
         };
         let outcome = self.load_and_store(key, expires_in, loader).await;
         #[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
-        if let Some((lock, held)) = held {
-            lock.release(key, held).await;
+        if let Some(held) = held {
+            held.release().await;
         }
         outcome
     }
@@ -317,7 +317,9 @@ impl<S: Store> Cache<S> {
     /// per miss as long as each load (read, loader, store) finishes within
     /// `lock_for`. A holder that takes longer, crashes, is cancelled or
     /// panics keeps the lock until it expires — others wait at most
-    /// `lock_for` — and then one more caller may load the same key. A holder
+    /// `lock_for` — and then one more caller may load the same key. (A
+    /// holder that is cancelled or panics inside a tokio runtime deletes its
+    /// lock from a spawned task, so the others go on at once.) A holder
     /// deletes the lock only if less than `lock_for` has passed since it
     /// took it (by its own clock), so it never frees a lock taken after its
     /// own expired. Choose `lock_for` well above the slowest load.
@@ -422,16 +424,54 @@ mod lock {
     }
 
     pub(super) enum Acquired {
-        /// This caller holds the lock since then and must load.
-        Held(Instant),
+        /// This caller holds the lock and must load.
+        Held(Held),
         /// Another holder stored the value meanwhile.
         Loaded(Bytes),
+    }
+
+    /// A lock this caller holds. Dropped without [`release`](Held::release)
+    /// — the holder cancelled or panicking — it releases the lock from a
+    /// spawned task, so that the callers waiting for it need not wait for
+    /// it to expire; outside a tokio runtime it is left to expire.
+    pub(super) struct Held {
+        lock: Arc<Lock>,
+        key: String,
+        since: Instant,
+        released: bool,
+    }
+
+    impl Held {
+        pub(super) async fn release(mut self) {
+            self.released = true;
+            self.lock.release(&self.key, self.since).await;
+        }
+    }
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            if self.released {
+                return;
+            }
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (lock, key, since) = (
+                    Arc::clone(&self.lock),
+                    std::mem::take(&mut self.key),
+                    self.since,
+                );
+                runtime.spawn(async move { lock.release(&key, since).await });
+            }
+        }
     }
 
     impl Lock {
         /// Takes the lock of `key`, or waits until `fresh` finds the value
         /// another holder stored.
-        pub(super) async fn acquire<F, Fut>(&self, key: &str, fresh: F) -> Result<Acquired>
+        pub(super) async fn acquire<F, Fut>(
+            self: &Arc<Self>,
+            key: &str,
+            fresh: F,
+        ) -> Result<Acquired>
         where
             F: Fn() -> Fut,
             Fut: Future<Output = Result<Option<Bytes>>>,
@@ -452,7 +492,12 @@ mod lock {
                             self.release(key, since).await;
                             Ok(Acquired::Loaded(value))
                         }
-                        Ok(None) => Ok(Acquired::Held(since)),
+                        Ok(None) => Ok(Acquired::Held(Held {
+                            lock: Arc::clone(self),
+                            key: key.to_owned(),
+                            since,
+                            released: false,
+                        })),
                         Err(error) => {
                             self.release(key, since).await;
                             Err(error)

@@ -31,6 +31,7 @@ macro_rules! cache_suite {
             a_loader_error_reaches_every_caller_and_nothing_is_stored,
             a_panicking_loader_leaves_no_caller_waiting,
             a_cancelled_loader_leaves_no_caller_waiting,
+            a_cancelled_lock_holder_releases_the_lock,
             a_stale_value_is_served_while_one_caller_refreshes,
             the_cross_process_lock_is_released_after_a_load,
             a_lock_left_by_a_dead_holder_delays_loading_until_it_expires,
@@ -249,6 +250,34 @@ pub async fn a_cancelled_loader_leaves_no_caller_waiting(store: impl TestStore) 
     let values = tokio::time::timeout(HANG, waiters).await.unwrap().unwrap();
     assert!(values.iter().all(|v| v == "computed"));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// A caller cancelled while it holds the cross-process lock releases it:
+/// the waiting callers go on long before the lock (an hour) would expire.
+pub async fn a_cancelled_lock_holder_releases_the_lock(store: impl TestStore) {
+    let locks = store.with_namespace("locks");
+    let cache = Cache::new(store.with_namespace("values"))
+        .lock_across_processes(locks.clone(), Duration::from_secs(3600));
+    let (leader, running, _release) = start_doomed_leader(&cache, false);
+    running.await.unwrap();
+    assert!(
+        locks.exists("k").await.unwrap(),
+        "the leader holds the lock"
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let waiters = {
+        let (cache, runs) = (cache.clone(), runs.clone());
+        tokio::spawn(async move { stampede(&cache, "k", 10, Duration::ZERO, &runs).await })
+    };
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    let values = tokio::time::timeout(HANG, waiters)
+        .await
+        .expect("the waiters went on without waiting for the lock to expire")
+        .unwrap();
+    assert!(values.iter().all(|v| v == "computed"));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(!locks.exists("k").await.unwrap());
 }
 
 /// Once a value is stale, one caller refreshes it while the others get the
