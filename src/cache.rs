@@ -311,18 +311,22 @@ impl<S: Store> Cache<S> {
     /// backing off to 50 ms) until the value appears, which it returns, or
     /// until it takes the lock itself.
     ///
-    /// The guarantee, exactly: lock keys are atomic, so among all `Cache`s
-    /// sharing `locks` at most one holds the lock of a key at any moment, and
-    /// a holder stores the value before it lets go. So a key is loaded once
-    /// per miss as long as each load (read, loader, store) finishes within
-    /// `lock_for`. A holder that takes longer, crashes, is cancelled or
-    /// panics keeps the lock until it expires — others wait at most
-    /// `lock_for` — and then one more caller may load the same key. (A
-    /// holder that is cancelled or panics inside a tokio runtime deletes its
-    /// lock from a spawned task, so the others go on at once.) A holder
-    /// deletes the lock only if less than `lock_for` has passed since it
-    /// took it (by its own clock), so it never frees a lock taken after its
-    /// own expired. Choose `lock_for` well above the slowest load.
+    /// The guarantee, exactly: `set_if_absent` is atomic, so among all the
+    /// `Cache`s sharing `locks` at most one holds the lock of a key at any
+    /// moment; a holder stores the value before it lets go, and a caller
+    /// that takes the lock reads the key again before it loads. Hence, as
+    /// long as each load (read, loader, store) finishes within `lock_for`, a
+    /// missing key is loaded once however many callers, processes and
+    /// clients ask — or, if a load fails, once more by the next holder. A
+    /// holder that crashes or outlives `lock_for` keeps the lock until it
+    /// expires: the others wait at most `lock_for`, and then one more load
+    /// may start beside the slow one, so at most one load of a key starts
+    /// per `lock_for`. A holder that is cancelled or panics inside a tokio
+    /// runtime deletes its lock from a spawned task, and the others go on at
+    /// once. A holder deletes the lock only while less than `lock_for` has
+    /// passed since it took it (by its own clock), so it never frees a lock
+    /// taken by someone else after its own expired. Choose `lock_for` well
+    /// above the slowest load.
     ///
     /// Polling uses tokio's timer: call it inside a tokio runtime, as the
     /// file and server backends require anyway.
