@@ -75,9 +75,9 @@
 //! - `sweeper` — the background thread that removes expired entries on a
 //!   schedule, for `MemoryStore` and `FileStore` (their builders'
 //!   `sweep_every`).
-//! - `memory` — [`MemoryStore`]: `map` (a tree of namespace nodes of locked
-//!   shards), `bounds` (eviction by CLOCK), `ext` (counters and batches),
-//!   `list` (listing and importing).
+//! - `memory` — [`MemoryStore`]: `map` (locked shards shared by a root's
+//!   namespaces, and the namespaces, freed once empty), `bounds` (eviction
+//!   by CLOCK), `ext` (counters and batches), `list` (listing and importing).
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
 //!   expiry index, group commit on a writer thread, shared by processes.
 //! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
