@@ -71,6 +71,8 @@
 //!   server's namespace, and the [`Entry`]s it returns.
 //! - `export` — the JSON-lines format that carries entries between stores
 //!   (feature `export`).
+//! - [`web`] — server-side sessions, rate limiting and response caching for
+//!   tower/axum (features `sessions`, `rate-limit`, `response-cache`).
 //! - `bin/kvstores` — the `kvstores` command (feature `cli`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // A build with no backend (the traits and registry alone, or `export`)
@@ -110,6 +112,20 @@ mod stats;
 mod store;
 #[cfg(any(feature = "memory", feature = "file"))]
 mod sweeper;
+#[cfg(any(
+    feature = "sessions",
+    feature = "rate-limit",
+    feature = "response-cache"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "sessions",
+        feature = "rate-limit",
+        feature = "response-cache"
+    )))
+)]
+pub mod web;
 
 pub use bytes::Bytes;
 
