@@ -63,7 +63,7 @@ pub(super) fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Erro
         },
         e => Error::Database {
             path,
-            message: format!("{doing} failed: {e}"),
+            message: format!("{doing} failed"),
             source: Some(Box::new(e)),
         },
     }
@@ -73,7 +73,7 @@ pub(super) fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Erro
 pub(super) fn batch_error(path: &Path, doing: &str, e: &Arc<redb::Error>) -> Error {
     Error::Database {
         path: path.to_owned(),
-        message: format!("{doing} failed: {e}"),
+        message: format!("{doing} failed"),
         source: Some(Box::new(e.clone())),
     }
 }

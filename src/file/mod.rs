@@ -256,8 +256,9 @@ impl FileStoreBuilder {
     /// - [`Error::InUse`](crate::Error::InUse): another process has the file open and one of the
     ///   two asked for [`exclusive`](Self::exclusive) access;
     /// - [`Error::InvalidArgument`](crate::Error::InvalidArgument): [`FileDurability::Periodic`] without
-    ///   exclusive mode, or the file is already open in this process with
-    ///   other options.
+    ///   exclusive mode;
+    /// - [`Error::AlreadyOpen`](crate::Error::AlreadyOpen): the file is already open in this process
+    ///   with other options.
     ///
     /// # Example
     ///

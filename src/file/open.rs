@@ -65,11 +65,10 @@ pub(super) fn open(path: &Path, create_directories: bool, options: Options) -> R
             // whose drop takes that lock.
             drop(open);
             drop(inner);
-            return Err(Error::invalid_argument(format!(
-                "{} is already open in this process with other options ({theirs:?}); \
-                 open it with the same ones to share it",
-                canonical.display()
-            )));
+            return Err(Error::AlreadyOpen {
+                path: canonical,
+                options: format!("{theirs:?}"),
+            });
         }
         return Ok(inner);
     }

@@ -151,9 +151,7 @@ fn commit_batch(db: &Db, batch: &mut Vec<Job>, durable: bool) {
                 match apply(&mut tables, &job.op) {
                     Ok(done) => results.push(done),
                     Err(StorageError::ValueTooLarge(len)) => {
-                        results.push(Err(Error::invalid_argument(format!(
-                            "a key and value of {len} bytes are more than the file store can hold"
-                        ))));
+                        results.push(Err(Error::TooLarge { size: len as u64 }));
                     }
                     Err(e) => return Err(e.into()),
                 }
