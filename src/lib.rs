@@ -97,6 +97,9 @@ pub mod export;
 mod ext;
 #[cfg(feature = "file")]
 mod file;
+// Single flight, shared by the cache and the web response cache.
+#[allow(dead_code)] // until its users land
+mod flight;
 mod listing;
 #[cfg(feature = "memory")]
 mod memory;
