@@ -243,3 +243,36 @@ fn child_app() {
         web_support::serve_as_child(app(store)).await;
     });
 }
+
+#[tokio::test]
+async fn expired_deletion_gives_back_the_space_of_expired_sessions() {
+    use tower_sessions::ExpiredDeletion;
+    let dir = tempfile::tempdir().unwrap();
+    let store = web_support::file(&dir);
+    let sessions = Sessions::new(store.clone());
+    let mut short = record_with(Id::default(), 1, time::Duration::milliseconds(300));
+    let mut long = record_with(Id::default(), 2, time::Duration::minutes(5));
+    sessions.create(&mut short).await.unwrap();
+    sessions.create(&mut long).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    sessions.delete_expired().await.unwrap();
+    // Nothing expired is left to remove, and the live session stays.
+    assert_eq!(
+        kvstores::Maintenance::delete_expired(&store).await.unwrap(),
+        0
+    );
+    assert_eq!(sessions.load(&long.id).await.unwrap().unwrap().data["n"], 2);
+}
+
+#[tokio::test]
+async fn the_registry_hands_sessions_their_store_by_name() {
+    use kvstores::{NamespacedStore, StoreRegistry};
+    let root = web_support::memory();
+    let factory_root = root.clone();
+    let registry = StoreRegistry::with_full_factory(move |name| factory_root.with_namespace(name));
+    let sessions = Sessions::from_registry(&registry).unwrap();
+    let mut record = record_with(Id::default(), 1, time::Duration::minutes(5));
+    sessions.create(&mut record).await.unwrap();
+    let in_namespace = root.with_namespace(kvstores::web::SESSIONS);
+    assert!(in_namespace.exists(&record.id.to_string()).await.unwrap());
+}

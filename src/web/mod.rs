@@ -19,7 +19,6 @@
 //! - `rate_limit` — [`RateLimitLayer`], [`Limit`] and the header styles.
 //! - `response_cache` — [`ResponseCacheLayer`] and its body type.
 //! - `cache_record` — the cached-response record and the RFC 9111 rules.
-//! - `flight` — single flight: concurrent misses share one handler run.
 
 /// The registry name of the sessions store.
 pub const SESSIONS: &str = "sessions";
@@ -30,8 +29,6 @@ pub const RESPONSE_CACHE: &str = "response_cache";
 
 #[cfg(feature = "response-cache")]
 mod cache_record;
-#[cfg(feature = "response-cache")]
-mod flight;
 #[cfg(feature = "rate-limit")]
 mod rate_limit;
 #[cfg(feature = "response-cache")]

@@ -27,7 +27,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
-use crate::AtomicStore;
+use crate::{AtomicStore, FullStore, StoreRegistry};
 
 /// One limit: at most `max` requests per client per window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,6 +238,33 @@ impl<S: AtomicStore + 'static> RateLimitLayer<S> {
     /// What to do when the store fails; [`OnStoreError::Allow`] by default.
     pub fn on_store_error(self, choice: OnStoreError) -> Self {
         self.with(|c| c.on_store_error = choice)
+    }
+}
+
+impl RateLimitLayer<Arc<dyn FullStore>> {
+    /// Limits requests to `limit`, counting in the store `registry` hands
+    /// out under [`RATE_LIMIT`](super::RATE_LIMIT) (`"rate_limit"`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) if that name holds
+    /// a store without the extension traits (registered with `register`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::StoreRegistry;
+    /// use kvstores::web::{Limit, RateLimitLayer};
+    ///
+    /// let registry = StoreRegistry::new();
+    /// let layer = RateLimitLayer::from_registry(&registry, Limit::per_minute(60))?;
+    /// # Ok::<(), kvstores::Error>(())
+    /// ```
+    pub fn from_registry(registry: &StoreRegistry, limit: Limit) -> crate::Result<Self> {
+        Ok(RateLimitLayer::new(
+            registry.get_full(super::RATE_LIMIT)?,
+            limit,
+        ))
     }
 }
 

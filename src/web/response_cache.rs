@@ -16,8 +16,8 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 
 use super::cache_record::{self as record, Cached, Record, Storable};
-use super::flight::Flights;
-use crate::Store;
+use crate::flight::Flights;
+use crate::{Store, StoreRegistry};
 
 type Filter = dyn Fn(&Method, StatusCode) -> bool + Send + Sync;
 
@@ -148,6 +148,24 @@ impl<S: Store + 'static> ResponseCacheLayer<S> {
         filter: impl Fn(&Method, StatusCode) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.with(|c| c.filter = Box::new(filter))
+    }
+}
+
+impl ResponseCacheLayer<Arc<dyn Store>> {
+    /// Caches responses in the store `registry` hands out under
+    /// [`RESPONSE_CACHE`](super::RESPONSE_CACHE) (`"response_cache"`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::StoreRegistry;
+    /// use kvstores::web::ResponseCacheLayer;
+    ///
+    /// let registry = StoreRegistry::new();
+    /// let layer = ResponseCacheLayer::from_registry(&registry);
+    /// ```
+    pub fn from_registry(registry: &StoreRegistry) -> Self {
+        ResponseCacheLayer::new(registry.get(super::RESPONSE_CACHE))
     }
 }
 

@@ -32,9 +32,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
-use tower_sessions_core::session_store::{self, SessionStore};
+use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
-use crate::AtomicStore;
+use crate::{AtomicStore, FullStore, Maintenance, StoreRegistry};
 
 /// The first byte of every stored session record.
 pub const RECORD_FORMAT: u8 = 1;
@@ -56,7 +56,11 @@ pub const RECORD_FORMAT: u8 = 1;
 ///   `load` logs a warning (`tracing`) and returns `Ok(None)`, and the
 ///   record is left as it is.
 /// - Store failures are returned as `session_store::Error::Backend`, whose
-///   message names the failure and its causes.
+///   message names the failure and its causes; tower-sessions hands them to
+///   the handler, which answers as it chooses (typically 500).
+/// - [`ExpiredDeletion`] is implemented where the store has
+///   [`Maintenance::delete_expired`]: it gives back the space of expired
+///   sessions, which no `load` returns anyway.
 ///
 /// # Example
 ///
@@ -91,8 +95,42 @@ impl<S> Sessions<S> {
     }
 
     /// The store the sessions are kept in.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::MemoryStore;
+    /// use kvstores::web::Sessions;
+    ///
+    /// let sessions = Sessions::new(MemoryStore::new());
+    /// assert_eq!(kvstores::Maintenance::stats(sessions.store()).sets, 0);
+    /// ```
     pub fn store(&self) -> &S {
         &self.store
+    }
+}
+
+impl Sessions<std::sync::Arc<dyn FullStore>> {
+    /// Keeps sessions in the store `registry` hands out under
+    /// [`SESSIONS`](super::SESSIONS) (`"sessions"`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) if that name holds
+    /// a store without the extension traits (registered with `register`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::StoreRegistry;
+    /// use kvstores::web::Sessions;
+    ///
+    /// let registry = StoreRegistry::new();
+    /// let sessions = Sessions::from_registry(&registry)?;
+    /// # Ok::<(), kvstores::Error>(())
+    /// ```
+    pub fn from_registry(registry: &StoreRegistry) -> crate::Result<Self> {
+        Ok(Sessions::new(registry.get_full(super::SESSIONS)?))
     }
 }
 
@@ -150,6 +188,16 @@ impl<S: AtomicStore + 'static> SessionStore for Sessions<S> {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         self.store.delete(&id.to_string()).await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl<S: AtomicStore + Maintenance + 'static> ExpiredDeletion for Sessions<S> {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        Maintenance::delete_expired(&self.store)
+            .await
+            .map(drop)
+            .map_err(backend)
     }
 }
 
