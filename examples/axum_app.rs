@@ -48,8 +48,10 @@ fn parse_args() -> Result<Args, String> {
             "--redis" => args.redis = Some(value()?),
             "--limit" => args.limit = value()?.parse().map_err(|e| format!("--limit: {e}"))?,
             "--help" | "-h" => {
-                return Err("usage: axum_app [--listen ADDR] [--file PATH | --redis URL] [--limit N]"
-                    .to_owned());
+                return Err(
+                    "usage: axum_app [--listen ADDR] [--file PATH | --redis URL] [--limit N]"
+                        .to_owned(),
+                );
             }
             other => return Err(format!("unknown argument {other}; see --help")),
         }
@@ -62,17 +64,25 @@ fn parse_args() -> Result<Args, String> {
 async fn registry(args: &Args) -> kvstores::Result<(StoreRegistry, String)> {
     Ok(match &args.redis {
         Some(url) if url.starts_with("valkey") => {
-            let root = ValkeyStore::builder(url).namespace(Some("axum-app")).connect().await?;
+            let root = ValkeyStore::builder(url)
+                .namespace(Some("axum-app"))
+                .connect()
+                .await?;
             let registry = StoreRegistry::with_full_factory(move |name| root.with_namespace(name));
             (registry, format!("Valkey at {url}"))
         }
         Some(url) => {
-            let root = RedisStore::builder(url).namespace(Some("axum-app")).connect().await?;
+            let root = RedisStore::builder(url)
+                .namespace(Some("axum-app"))
+                .connect()
+                .await?;
             let registry = StoreRegistry::with_full_factory(move |name| root.with_namespace(name));
             (registry, format!("Redis at {url}"))
         }
         None => {
-            let root = FileStore::builder(&args.file).create_directories(true).open()?;
+            let root = FileStore::builder(&args.file)
+                .create_directories(true)
+                .open()?;
             let registry = StoreRegistry::with_full_factory(move |name| root.with_namespace(name));
             (registry, format!("the file {}", args.file))
         }
@@ -127,7 +137,10 @@ async fn main() {
             std::process::exit(1);
         });
     println!("listening on http://{} with state in {place}", args.listen);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .expect("the server failed");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+    .expect("the server failed");
 }

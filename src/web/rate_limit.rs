@@ -134,14 +134,30 @@ struct Config<S> {
 ///
 /// ```
 /// use std::net::SocketAddr;
-/// use axum::{Router, routing::get};
+/// use axum::{Router, body::Body, http::Request, routing::get};
 /// use kvstores::MemoryStore;
 /// use kvstores::web::{Limit, RateLimitLayer};
+/// use tower::ServiceExt;
 ///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "hello" }))
-///     .layer(RateLimitLayer::new(MemoryStore::new(), Limit::per_minute(100)).limit(Limit::per_day(5000)));
-/// // axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+///     .layer(RateLimitLayer::new(MemoryStore::new(), Limit::per_minute(2)).limit(Limit::per_day(500)));
+/// // Served with axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()),
+/// // each request carries its client's address; here we set it by hand.
+/// let from = |ip: [u8; 4]| {
+///     let mut request = Request::get("/").body(Body::empty()).unwrap();
+///     request.extensions_mut().insert(SocketAddr::from((ip, 40000)));
+///     request
+/// };
+/// let statuses = [
+///     app.clone().oneshot(from([192, 0, 2, 1])).await.unwrap().status(),
+///     app.clone().oneshot(from([192, 0, 2, 1])).await.unwrap().status(),
+///     app.clone().oneshot(from([192, 0, 2, 1])).await.unwrap().status(),
+///     app.clone().oneshot(from([192, 0, 2, 2])).await.unwrap().status(),
+/// ];
+/// assert_eq!(statuses.map(|s| s.as_u16()), [200, 200, 429, 200]);
+/// # });
 /// ```
 pub struct RateLimitLayer<S> {
     config: Arc<Config<S>>,

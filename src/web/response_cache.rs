@@ -67,14 +67,28 @@ struct Config<S> {
 /// # Example
 ///
 /// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::time::Duration;
-/// use axum::{Router, routing::get};
+/// use axum::{Router, body::Body, http::Request, routing::get};
+/// use http_body_util::BodyExt;
 /// use kvstores::MemoryStore;
 /// use kvstores::web::ResponseCacheLayer;
+/// use tower::ServiceExt;
 ///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let runs = Arc::new(AtomicUsize::new(0));
+/// let counter = runs.clone();
 /// let app: Router = Router::new()
-///     .route("/report", get(|| async { "expensive" }))
+///     .route("/report", get(move || async move { counter.fetch_add(1, Ordering::SeqCst); "expensive" }))
 ///     .layer(ResponseCacheLayer::new(MemoryStore::new()).default_ttl(Duration::from_secs(30)));
+/// for _ in 0..3 {
+///     let request = Request::get("/report").body(Body::empty()).unwrap();
+///     let response = app.clone().oneshot(request).await.unwrap();
+///     assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "expensive");
+/// }
+/// assert_eq!(runs.load(Ordering::SeqCst), 1);
+/// # });
 /// ```
 pub struct ResponseCacheLayer<S> {
     config: Arc<Config<S>>,
