@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{AGE, CONTENT_LENGTH, HeaderName, HeaderValue};
+use http::header::{AGE, CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
@@ -366,9 +366,16 @@ impl<S: Store> Config<S> {
             Ok(body) => body,
             Err(replay) => return (Ok(Response::from_parts(parts, replay)), None),
         };
+        let mut headers = parts.headers;
+        // Hop-by-hop headers describe the handler's connection, not the
+        // response; `Age` is set afresh on every hit.
+        for name in [CONNECTION, TRANSFER_ENCODING, AGE] {
+            headers.remove(name);
+        }
+        headers.remove("keep-alive");
         let cached = Cached {
             status: parts.status,
-            headers: parts.headers,
+            headers,
             body,
             stored_at_ms: record::now_ms(),
         };
