@@ -59,10 +59,15 @@
 //!   [`Maintenance`] (stats, purging, listing, importing), and [`FullStore`]
 //!   naming them all.
 //! - [`namespace`] — the stable mapping from (namespace path, key) to stored
-//!   keys and to the ranges or patterns that select a namespace.
+//!   keys and to the ranges or patterns that select a namespace (the format
+//!   is documented and stable; its functions are hidden, for the tests and
+//!   fuzz targets only).
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
 //! - `stats` — [`StoreStats`], the per-store operation counters.
 //! - `registry` — [`StoreRegistry`], named stores from a default factory.
+//! - `sweeper` — the background thread that removes expired entries on a
+//!   schedule, for `MemoryStore` and `FileStore` (their builders'
+//!   `sweep_every`).
 //! - `memory` — [`MemoryStore`]: `map` (a tree of namespace nodes of locked
 //!   shards), `bounds` (eviction by CLOCK), `ext` (counters and batches).
 //! - `file` — [`FileStore`]: one redb file with an entries table and an

@@ -156,6 +156,47 @@ async fn sixty_four_tasks_writing_at_once_lose_nothing() {
     }
 }
 
+/// A batch holding a value too large for the file is refused for its own
+/// caller, whole, while the writes of 64 other tasks queued beside it all
+/// commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_too_large_fails_alone_and_writes_nothing() {
+    use kvstores::BatchStore;
+    let dir = TempDir::new().unwrap();
+    let store = FileStore::open(dir.path().join("store.redb")).unwrap();
+    // Zeroed memory is mapped lazily: 3 GiB of it costs nothing until read.
+    let huge = Bytes::from(vec![0u8; 3 << 30]);
+    let others: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.set(&format!("k{i}"), b("v"), None).await })
+        })
+        .collect();
+    let err = store
+        .set_many(&[("small", b("v")), ("huge", huge.clone())], None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { size } if size > 3 << 30),
+        "{err:?}"
+    );
+    let err = store.set("huge", huge, None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { size } if size > 3 << 30),
+        "{err:?}"
+    );
+    for task in others {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(store.get("small", None).await.unwrap(), None);
+    for i in 0..64 {
+        assert_eq!(
+            store.get(&format!("k{i}"), None).await.unwrap(),
+            Some(b("v"))
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn periodic_durability_is_visible_at_once_and_durable_after_close() {
     let dir = TempDir::new().unwrap();

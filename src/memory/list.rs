@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use super::MemoryStore;
 use super::map::Node;
-use crate::listing::{Entries, Entry, EntryCursor, ListOptions};
-use crate::{Error, Maintenance, NamespacedStore, Result, StoreStats};
+use crate::listing::{Entries, Entry, EntryCursor, ListOptions, importable};
+use crate::{Maintenance, NamespacedStore, Result, StoreStats};
 
 /// Entries a page holds, as the other backends page.
 const PAGE: usize = 1000;
@@ -44,19 +44,13 @@ impl Maintenance for MemoryStore {
     }
 
     async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-        if entries.iter().any(|e| e.value.is_none()) {
-            return Err(Error::invalid_argument(
-                "an entry to import has no value: list with ListOptions::values(true)",
-            ));
-        }
         let (unix, monotonic) = (self.clock.unix_millis(), self.clock.monotonic_millis());
         let mut written = 0;
-        for entry in entries {
-            let expires_at = match entry.expires_at {
-                Some(at) if at <= unix => continue,
-                Some(at) => Some(monotonic.saturating_add(at - unix)),
-                None => None,
-            };
+        for entry in importable(entries, unix)? {
+            // Live, so `at > unix`.
+            let expires_at = entry
+                .expires_at
+                .map(|at| monotonic.saturating_add(at - unix));
             let store = (entry.namespace.iter())
                 .fold(self.clone(), |store, name| store.with_namespace(name));
             store.set_one(&entry.key, entry.value.unwrap_or_default(), expires_at);
