@@ -19,8 +19,6 @@
 //! an `.await` or while user code runs; a poisoned lock is recovered, since
 //! every critical section leaves the state consistent.
 
-// With no backend compiled in nothing calls it; `lib.rs` allows dead code then.
-
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
