@@ -125,6 +125,8 @@ mod stats;
 mod store;
 #[cfg(any(feature = "memory", feature = "file"))]
 mod sweeper;
+#[cfg(any(feature = "json", feature = "msgpack"))]
+mod typed;
 #[cfg(any(
     feature = "sessions",
     feature = "rate-limit",
@@ -139,8 +141,6 @@ mod sweeper;
     )))
 )]
 pub mod web;
-#[cfg(any(feature = "json", feature = "msgpack"))]
-mod typed;
 
 pub use bytes::Bytes;
 
