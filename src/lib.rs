@@ -86,6 +86,8 @@
 //!   [`Entry`]s it returns and the [`EntryCursor`] a backend implements.
 //! - `export` — the JSON-lines format that carries entries between stores
 //!   (feature `export`).
+//! - [`web`] — server-side sessions, rate limiting and response caching for
+//!   tower/axum (features `sessions`, `rate-limit`, `response-cache`).
 //! - [`prelude`] — every trait, for `use kvstores::prelude::*`.
 //! - `bin/kvstores` — the `kvstores` command (feature `cli`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -125,6 +127,20 @@ mod store;
 mod sweeper;
 #[cfg(any(feature = "json", feature = "msgpack"))]
 mod typed;
+#[cfg(any(
+    feature = "sessions",
+    feature = "rate-limit",
+    feature = "response-cache"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "sessions",
+        feature = "rate-limit",
+        feature = "response-cache"
+    )))
+)]
+pub mod web;
 
 pub use bytes::Bytes;
 
