@@ -75,7 +75,9 @@ fn main() -> ExitCode {
             }
             #[cfg(feature = "valkey")]
             "valkey" => {
-                let url = url.as_deref().unwrap_or(kvstores::ValkeyStore::DEFAULT_URL);
+                let url = url
+                    .as_deref()
+                    .unwrap_or(kvstores::ValkeyStore::VALKEY_DEFAULT_URL);
                 let store = kvstores::ValkeyStore::builder(url)
                     .namespace(Some("kvstores-ext-workload"))
                     .connect()

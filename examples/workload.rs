@@ -203,7 +203,7 @@ async fn run_backend(args: &Args) -> Result<(), String> {
             let url = args
                 .url
                 .as_deref()
-                .unwrap_or(kvstores::ValkeyStore::DEFAULT_URL);
+                .unwrap_or(kvstores::ValkeyStore::VALKEY_DEFAULT_URL);
             let store = kvstores::ValkeyStore::builder(url)
                 .namespace(Some("kvstores-workload"))
                 .connect()

@@ -30,7 +30,7 @@
 //! | [`MemoryStore`] | `memory` (default) | this process | the lowest overhead; one process |
 //! | [`FileStore`] | `file` (default) | one redb database file | state that survives restarts; several processes on one machine |
 //! | `RedisStore` | `redis` | a Redis server | many processes, many machines |
-//! | `ValkeyStore` | `valkey` | a Valkey (or Redis) server | the same, with Valkey's defaults |
+//! | `ValkeyStore` | `redis` (or its alias `valkey`) | a Valkey (or Redis) server | the same: an alias of `RedisStore` |
 //!
 //! The `full` feature turns on every backend. `export` adds the JSON-lines
 //! format that moves entries between stores (`kvstores::export`), and `cli`
@@ -65,8 +65,9 @@
 //!   shards), `bounds` (eviction by CLOCK), `ext` (counters and batches).
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
 //!   expiry index, group commit on a writer thread, shared by processes.
-//! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
-//!   multiplexed, reconnecting connection per root store.
+//! - `redis` — `RedisStore` (`ValkeyStore` is an alias): one multiplexed,
+//!   reconnecting connection per root store; `client` sends, retries and
+//!   maps errors, `builder` connects, `atomic` and `list` the extensions.
 //! - `listing` — [`Entries`], the page-by-page listing of a file's or a
 //!   server's namespace, and the [`Entry`]s it returns.
 //! - `export` — the JSON-lines format that carries entries between stores
@@ -103,7 +104,7 @@ mod listing;
 #[cfg(feature = "memory")]
 mod memory;
 pub mod namespace;
-#[cfg(any(feature = "redis", feature = "valkey"))]
+#[cfg(feature = "redis")]
 mod redis;
 mod registry;
 mod stats;
@@ -114,23 +115,7 @@ mod sweeper;
 pub use bytes::Bytes;
 
 #[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
-#[cfg(feature = "valkey")]
-#[cfg_attr(docsrs, doc(cfg(feature = "valkey")))]
-pub use self::redis::{ValkeyStore, ValkeyStoreBuilder};
-
-/// The generic type behind [`RedisStore`] and [`ValkeyStore`], and the
-/// markers of the server kinds. Most code names the aliases instead.
-#[cfg(any(feature = "redis", feature = "valkey"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "valkey"))))]
-pub mod server {
-    #[cfg(feature = "redis")]
-    pub use crate::redis::Redis;
-    #[cfg(feature = "valkey")]
-    pub use crate::redis::Valkey;
-    pub use crate::redis::{ServerKind, ServerStore, ServerStoreBuilder};
-}
+pub use self::redis::{RedisStore, RedisStoreBuilder, ValkeyStore, ValkeyStoreBuilder};
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 pub use ext::{AtomicStore, BatchStore};

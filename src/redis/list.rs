@@ -15,8 +15,9 @@
 use ::redis::Value;
 use bytes::Bytes;
 
-use super::store::{ServerKind, ServerStore};
-use super::{Core, MAX_TTL_MILLIS, SCAN_COUNT, map_error};
+use super::client::{Retry, Scan};
+use super::{MAX_TTL_MILLIS, RedisStore};
+use crate::NamespacedStore;
 use crate::listing::{Entries, Entry, ListOptions, Source};
 use crate::namespace::{decode_redis_key, redis_key, redis_pattern};
 use crate::{Error, Result};
@@ -24,7 +25,7 @@ use crate::{Error, Result};
 /// Entries per import pipeline.
 const IMPORT_BATCH: usize = 1000;
 
-impl<K: ServerKind> ServerStore<K> {
+impl RedisStore {
     /// Lists the live entries of this namespace, as `options` say, page by
     /// page in `SCAN` order (see [`Entries`]).
     ///
@@ -52,7 +53,7 @@ impl<K: ServerKind> ServerStore<K> {
     /// # Ok(()) }
     /// ```
     pub fn entries(&self, options: ListOptions) -> Entries {
-        let pattern = self.core.prefix.as_deref().map(|prefix| {
+        let pattern = self.prefix.as_deref().map(|prefix| {
             if options.descendants {
                 redis_pattern(prefix)
             } else {
@@ -66,9 +67,8 @@ impl<K: ServerKind> ServerStore<K> {
         });
         Entries {
             source: Source::Server(ServerCursor {
-                core: self.core.clone(),
-                pattern,
-                cursor: Some(0),
+                store: self.clone(),
+                scan: pattern.map(Scan::new),
                 options,
             }),
         }
@@ -119,77 +119,45 @@ impl<K: ServerKind> ServerStore<K> {
             batch.extend(live.by_ref().take(IMPORT_BATCH));
             let mut pipe = ::redis::pipe();
             for entry in &batch {
-                let mut core = self.core.clone();
-                for name in &entry.namespace {
-                    core = core.with_namespace(name);
-                }
-                if core.prefix.is_none() {
+                let target =
+                    (entry.namespace.iter()).fold(self.clone(), |s, n| s.with_namespace(n));
+                if target.prefix.is_none() {
                     return Err(Error::NamespaceRequired);
                 }
                 let value = entry.value.as_deref().unwrap_or_default();
-                let cmd = pipe.cmd("SET").arg(core.key(&entry.key)).arg(value);
+                let cmd = pipe.cmd("SET").arg(target.key(&entry.key)).arg(value);
                 if let Some(at) = entry.expires_at {
                     cmd.arg("PXAT").arg(at.min(MAX_TTL_MILLIS));
                 }
                 cmd.ignore();
             }
-            self.core.pipeline::<()>(&pipe, "SET PXAT").await?;
+            // Its SETs are safe to apply twice.
+            (self.shared)
+                .run::<()>(&pipe, "SET PXAT", Retry::IfLost)
+                .await?;
             written += batch.len();
         }
         Ok(written)
     }
 }
 
-impl Core {
-    /// Runs `pipe` on the shared connection, once more if the connection was
-    /// lost (every pipeline here may run twice, as `connection_lost` says of
-    /// single commands).
-    async fn pipeline<T: ::redis::FromRedisValue>(
-        &self,
-        pipe: &::redis::Pipeline,
-        action: &str,
-    ) -> Result<T> {
-        let mut connection = self.shared.connection.clone();
-        let mut result = pipe.query_async(&mut connection).await;
-        if super::connection_lost(&result) {
-            result = pipe.query_async(&mut connection).await;
-        }
-        result.map_err(|err| map_error(&self.shared.server, action, err))
-    }
-}
-
 /// A Redis/Valkey listing in progress.
 pub(crate) struct ServerCursor {
-    core: Core,
-    /// The SCAN pattern; `None` for a store without a namespace.
-    pattern: Option<String>,
-    /// The SCAN cursor of the next call; `None` once SCAN returned 0.
-    cursor: Option<u64>,
+    store: RedisStore,
+    /// `None` for a store without a namespace.
+    scan: Option<Scan>,
     options: ListOptions,
 }
 
 impl ServerCursor {
     pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
-        let Some(pattern) = &self.pattern else {
+        let Some(scan) = &mut self.scan else {
             return Err(Error::NamespaceRequired);
         };
-        // SCAN may return nothing for many calls in a row (its COUNT is the
-        // slots looked at, not keys found): go on until a page has entries.
-        while let Some(cursor) = self.cursor {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .core
-                .query(
-                    ::redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT),
-                    "SCAN",
-                )
-                .await?;
-            self.cursor = (next != 0).then_some(next);
-            let page = self.read(keys).await?;
+        // SCAN may return nothing for many calls in a row: go on until a
+        // page has entries.
+        while let Some(keys) = scan.next_batch(&self.store.shared).await? {
+            let page = Self::read(&self.store, &self.options, keys).await?;
             if !page.is_empty() {
                 return Ok(Some(page));
             }
@@ -199,8 +167,12 @@ impl ServerCursor {
 
     /// Decodes the keys SCAN returned, keeps those asked for and reads their
     /// values or sizes and expiries in one pipeline.
-    async fn read(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Entry>> {
-        let depth = self.core.path.len();
+    async fn read(
+        store: &RedisStore,
+        options: &ListOptions,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<Entry>> {
+        let depth = store.path.len();
         let mut wanted = Vec::with_capacity(keys.len());
         for stored in keys {
             let Ok(stored) = String::from_utf8(stored) else {
@@ -211,9 +183,9 @@ impl ServerCursor {
             };
             // The pattern matched the escaped prefix; the decoded path must
             // still start with this store's (a glob never sees `%3A`).
-            let inside = path.len() >= depth && path[..depth] == self.core.path[..];
-            let level_ok = self.options.descendants || path.len() == depth;
-            if inside && level_ok && key.starts_with(&self.options.key_prefix) {
+            let inside = path.len() >= depth && path[..depth] == store.path[..];
+            let level_ok = options.descendants || path.len() == depth;
+            if inside && level_ok && key.starts_with(&options.key_prefix) {
                 wanted.push((stored, path[depth..].to_vec(), key));
             }
         }
@@ -222,10 +194,12 @@ impl ServerCursor {
         }
         let mut pipe = ::redis::pipe();
         for (stored, _, _) in &wanted {
-            let read = if self.options.values { "GET" } else { "STRLEN" };
+            let read = if options.values { "GET" } else { "STRLEN" };
             pipe.cmd(read).arg(stored).cmd("PEXPIRETIME").arg(stored);
         }
-        let replies: Vec<Value> = self.core.pipeline(&pipe, "GET/PEXPIRETIME").await?;
+        let replies: Vec<Value> = (store.shared)
+            .run(&pipe, "GET/PEXPIRETIME", Retry::IfLost)
+            .await?;
         let mut page = Vec::with_capacity(wanted.len());
         for ((_, namespace, key), pair) in wanted.into_iter().zip(replies.chunks(2)) {
             let [read, expiry] = pair else { continue };
@@ -237,7 +211,7 @@ impl ServerCursor {
             };
             let (size, value) = match read {
                 Value::BulkString(bytes) => (bytes.len() as u64, Some(Bytes::from(bytes.clone()))),
-                Value::Int(len) if !self.options.values => (len.unsigned_abs(), None),
+                Value::Int(len) if !options.values => (len.unsigned_abs(), None),
                 _ => continue,
             };
             page.push(Entry {
