@@ -1,22 +1,26 @@
 //! `AtomicStore` and `BatchStore` for Redis and Valkey.
 //!
-//! - `increment` is one Lua script: `INCRBY`, and `PEXPIRE` only if the key
+//! - `increment` is one Lua script (`EVAL`): `INCRBY`, and `PEXPIRE` only if the key
 //!   did not exist before — one server-side step, so no other client sees
 //!   a counter without its expiry or can slip in between.
 //! - `set_if_absent` is `SET key value NX [PX ms]`.
 //! - `get_many` is `MGET`, `delete_many` one `UNLINK`, and `set_many` the
 //!   `SET`s pipelined inside `MULTI`/`EXEC`: each one round trip, and the
-//!   writes all or nothing.
+//!   writes all or nothing. On a cluster the client splits `MGET` and
+//!   `UNLINK` by slot itself, and `set_many` sends one `MULTI`/`EXEC` per
+//!   slot, at once: all or nothing per slot, not across slots.
 //!
 //! Unlike the other commands, `increment` and `set_if_absent` are never
 //! retried after a lost connection: the first attempt may have been applied
 //! with only its reply lost, and a retry would count twice or report
-//! `false` for the caller's own write.
+//! `false` for the caller's own write. They are sent again only after a
+//! reply proving they did not run (a cluster's `MOVED`, `ASK`, `TRYAGAIN`,
+//! `CLUSTERDOWN`, `MASTERDOWN`), on a cluster connection whose client never
+//! retries by itself (`client::Retry::Never`).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use ::redis::{Cmd, Script};
+use ::redis::Cmd;
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -31,9 +35,12 @@ use crate::{AtomicStore, BatchStore, Result};
 /// integer, overflow, another type) comes back as an error reply with the
 /// code `NOTCOUNTER`, so that `client::map_error` can tell it from any
 /// other failure.
-static INCREMENT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local created = redis.call('EXISTS', KEYS[1]) == 0
+///
+/// Sent whole with `EVAL` (the server caches it by its SHA1 all the same),
+/// not by SHA1 with `EVALSHA`: a command that must not run twice is then
+/// one plain command, which `client` can send again after an `ASK`
+/// redirect (with `ASKING`) without a second step that could fail halfway.
+const INCREMENT: &str = r"local created = redis.call('EXISTS', KEYS[1]) == 0
 local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(n) == 'table' and n.err then
     return redis.error_reply('NOTCOUNTER ' .. n.err)
@@ -41,19 +48,19 @@ end
 if created and ARGV[2] ~= '0' then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return n",
-    )
-});
+return n";
 
 #[async_trait]
 impl AtomicStore for RedisStore {
     async fn increment(&self, key: &str, delta: i64, expires_in: Option<Duration>) -> Result<i64> {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
-        let mut invocation = INCREMENT.key(self.key(key));
-        invocation
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(INCREMENT)
+            .arg(1)
+            .arg(self.key(key))
             .arg(delta)
             .arg(ttl.map_or(0, |ms| ms.min(MAX_TTL_MILLIS)));
-        let new = self.shared.run(&invocation, "INCRBY", Retry::Never).await?;
+        let new = self.shared.run(&cmd, "INCRBY", Retry::Never).await?;
         self.count(Event::Set, 1);
         Ok(new)
     }
@@ -100,18 +107,23 @@ impl BatchStore for RedisStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut pipe = ::redis::pipe();
-        pipe.atomic();
-        for (key, value) in entries {
-            let cmd = pipe.cmd("SET").arg(self.key(key)).arg(&value[..]);
-            if let Some(ms) = ttl {
-                cmd.arg("PX").arg(ms.min(MAX_TTL_MILLIS));
+        let keys: Vec<String> = entries.iter().map(|(key, _)| self.key(key)).collect();
+        let groups = self.shared.by_slot(&keys);
+        let pipelines = groups.into_iter().map(|group| {
+            let mut pipe = ::redis::pipe();
+            pipe.atomic();
+            for i in group {
+                let cmd = pipe.cmd("SET").arg(&keys[i]).arg(&entries[i].1[..]);
+                if let Some(ms) = ttl {
+                    cmd.arg("PX").arg(ms.min(MAX_TTL_MILLIS));
+                }
+                cmd.ignore();
             }
-            cmd.ignore();
-        }
+            pipe
+        });
         // Its SETs are safe to apply twice.
         (self.shared)
-            .run::<()>(&pipe, "MULTI/SET/EXEC", Retry::IfLost)
+            .run_all(pipelines.collect(), "MULTI/SET/EXEC")
             .await?;
         self.count(Event::Set, entries.len() as u64);
         Ok(())

@@ -4,9 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, ConnectionAddr, IntoConnectionInfo};
+use ::redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
-use super::client::{Shared, map_error};
+use super::client::{Connection, Shared, map_error};
 use super::{DEFAULT_NAMESPACE, RedisStore};
 use crate::{Error, Result};
 
@@ -17,6 +17,17 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const RECONNECT_RETRIES: usize = 2;
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(100);
+/// A cluster client's retries of a request after a redirect, a lost
+/// connection or an outage, and its waits between them: short, as above
+/// (the client's default first wait is 1.28 s).
+#[cfg(feature = "cluster")]
+const CLUSTER_RETRIES: u32 = 4;
+#[cfg(feature = "cluster")]
+const CLUSTER_MIN_WAIT_MS: u64 = 10;
+#[cfg(feature = "cluster")]
+const CLUSTER_MAX_WAIT_MS: u64 = 200;
+#[cfg(feature = "cluster")]
+const CLUSTER_NODE_ATTEMPTS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(3).unwrap();
 
 /// Options for a [`RedisStore`] (or [`ValkeyStore`](crate::ValkeyStore)),
 /// from [`RedisStore::builder`].
@@ -44,7 +55,9 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(100);
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[derive(Clone)]
 pub struct RedisStoreBuilder {
-    url: String,
+    /// One URL; on a cluster, the seed nodes'.
+    urls: Vec<String>,
+    cluster: bool,
     namespace: Option<String>,
     database: Option<i64>,
     username: Option<String>,
@@ -56,14 +69,15 @@ pub struct RedisStoreBuilder {
 impl Default for RedisStoreBuilder {
     /// A builder for [`RedisStore::DEFAULT_URL`].
     fn default() -> Self {
-        RedisStoreBuilder::new(RedisStore::DEFAULT_URL)
+        RedisStore::builder(RedisStore::DEFAULT_URL)
     }
 }
 
 impl RedisStoreBuilder {
-    pub(super) fn new(url: &str) -> Self {
+    pub(super) fn new(urls: &[&str], cluster: bool) -> Self {
         RedisStoreBuilder {
-            url: url.to_owned(),
+            urls: urls.iter().map(|url| (*url).to_owned()).collect(),
+            cluster,
             namespace: Some(DEFAULT_NAMESPACE.to_owned()),
             database: None,
             username: None,
@@ -85,7 +99,8 @@ impl RedisStoreBuilder {
     }
 
     /// Selects database number `database` (`SELECT`), overriding any in the
-    /// URL. The default is the URL's, or 0.
+    /// URL. The default is the URL's, or 0. A cluster has only database 0:
+    /// connecting to one with another is an error.
     pub fn database(mut self, database: i64) -> Self {
         self.database = Some(database);
         self
@@ -135,8 +150,13 @@ impl RedisStoreBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn connect(self) -> Result<RedisStore> {
-        let client = self.client()?;
-        let server = server_name(client.get_connection_info().addr());
+        #[cfg(feature = "cluster")]
+        if self.cluster {
+            return self.connect_cluster().await;
+        }
+        let info = self.connection_info(&self.urls[0])?;
+        let server = server_name(info.addr());
+        let client = Client::open(info).map_err(invalid_url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout))
@@ -151,22 +171,106 @@ impl RedisStoreBuilder {
             ::redis::cmd("PING")
                 .query_async::<()>(&mut connection)
                 .await?;
-            Ok(connection)
+            // A user not allowed INFO is not told apart from a server.
+            let info: Option<String> = ::redis::cmd("INFO")
+                .arg("cluster")
+                .query_async(&mut connection)
+                .await
+                .ok();
+            Ok((connection, info.unwrap_or_default()))
         };
-        let connection = connected
+        let (connection, info) = connected
             .await
             .map_err(|err| map_error(&server, "connect", err))?;
-        Ok(RedisStore::from_shared(
-            Shared::new(connection, server),
-            self.namespace.as_deref(),
-        ))
+        if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+            return Err(Error::invalid_argument(format!(
+                "{server} is a node of a cluster, which a single-server store would see \
+                 a part of: connect with RedisStore::cluster_builder (cargo feature `cluster`)"
+            )));
+        }
+        let shared = Shared::new(
+            Connection::Single(connection.clone()),
+            Connection::Single(connection),
+            server,
+        );
+        Ok(RedisStore::from_shared(shared, self.namespace.as_deref()))
     }
 
-    /// The client for the URL with the options applied, or why there is
-    /// none. Checks the scheme first, so that a TLS URL says so.
-    fn client(&self) -> Result<Client> {
-        let scheme = self
-            .url
+    /// [`connect`](Self::connect) for a builder from
+    /// [`RedisStore::cluster_builder`].
+    #[cfg(feature = "cluster")]
+    async fn connect_cluster(self) -> Result<RedisStore> {
+        use ::redis::cluster::ClusterClientBuilder;
+
+        use super::client::Renewal;
+
+        let mut seeds = Vec::with_capacity(self.urls.len());
+        for url in &self.urls {
+            seeds.push(self.connection_info(url)?);
+        }
+        let server = seeds
+            .iter()
+            .map(|info| server_name(info.addr()))
+            .collect::<Vec<_>>()
+            .join(",");
+        if seeds.is_empty() {
+            return Err(Error::invalid_argument(
+                "a cluster store needs the URL of at least one node",
+            ));
+        }
+        if seeds.iter().any(|info| info.redis_settings().db() != 0) {
+            return Err(Error::invalid_argument(
+                "a cluster has only database 0: remove the database from the URL or the \
+                 database option",
+            ));
+        }
+        let client = |retries| {
+            ClusterClientBuilder::new(seeds.clone())
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.response_timeout)
+                .retries(retries)
+                .min_retry_wait(CLUSTER_MIN_WAIT_MS)
+                .max_retry_wait(CLUSTER_MAX_WAIT_MS)
+                // Else a dead node is redialled forever and its slots never
+                // looked up again; dropped, the next request for them
+                // refreshes the slot map and finds the promoted replica.
+                .max_connection_attempts(CLUSTER_NODE_ATTEMPTS)
+                .build()
+                .map_err(invalid_url)
+        };
+        let (client, once) = (client(CLUSTER_RETRIES)?, client(0)?);
+        let connected = async {
+            let mut connection = client.get_async_connection().await?;
+            ::redis::cmd("PING")
+                .query_async::<()>(&mut connection)
+                .await?;
+            Ok((connection, once.get_async_connection().await?))
+        };
+        let renewal = Renewal::new((client.clone(), once.clone()));
+        let (connection, once) = connected.await.map_err(|err: ::redis::RedisError| {
+            // The server's own words, the same in Redis and Valkey.
+            if err.to_string().contains("cluster support disabled") {
+                Error::invalid_argument(format!(
+                    "{server} is a single server, not a cluster node: connect with \
+                     RedisStore::builder"
+                ))
+            } else {
+                map_error(&server, "connect to the cluster", err)
+            }
+        })?;
+        let shared = Shared::new(
+            Connection::Cluster(connection),
+            Connection::Cluster(once),
+            server,
+        )
+        .renewed_by(renewal);
+        Ok(RedisStore::from_shared(shared, self.namespace.as_deref()))
+    }
+
+    /// What connecting to `url` with these options takes, or why it cannot
+    /// be. Checks the scheme first, so that a TLS URL says so.
+    fn connection_info(&self, url: &str) -> Result<ConnectionInfo> {
+        let scheme = url
             .split_once("://")
             .map_or("", |(scheme, _)| scheme)
             .to_ascii_lowercase();
@@ -187,12 +291,7 @@ impl RedisStoreBuilder {
                 )));
             }
         }
-        // The client's URL errors do not echo the URL, so they cannot leak
-        // a password from it; there is no source to keep them in.
-        let invalid = |err: ::redis::RedisError| {
-            Error::invalid_argument(format!("invalid Redis/Valkey URL: {err}"))
-        };
-        let info = self.url.as_str().into_connection_info().map_err(invalid)?;
+        let info = url.into_connection_info().map_err(invalid_url)?;
         let mut settings = info.redis_settings().clone();
         if let Some(database) = self.database {
             settings = settings.set_db(database);
@@ -203,20 +302,29 @@ impl RedisStoreBuilder {
         if let Some(password) = &self.password {
             settings = settings.set_password(password);
         }
-        Client::open(info.set_redis_settings(settings)).map_err(invalid)
+        Ok(info.set_redis_settings(settings))
     }
+}
+
+/// The client's URL errors do not echo the URL, so they cannot leak a
+/// password from it; an argument error has no source to keep them in.
+fn invalid_url(err: ::redis::RedisError) -> Error {
+    Error::invalid_argument(format!("invalid Redis/Valkey URL: {err}"))
 }
 
 impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The server from the URL, never the URL itself: it may hold a
         // password.
-        let server = match self.url.as_str().into_connection_info() {
-            Ok(info) => server_name(info.addr()),
-            Err(_) => "<invalid URL>".to_owned(),
-        };
+        let servers: Vec<String> = (self.urls.iter())
+            .map(|url| match url.as_str().into_connection_info() {
+                Ok(info) => server_name(info.addr()),
+                Err(_) => "<invalid URL>".to_owned(),
+            })
+            .collect();
         f.debug_struct("RedisStoreBuilder")
-            .field("server", &server)
+            .field("server", &servers.join(","))
+            .field("cluster", &self.cluster)
             .field("namespace", &self.namespace)
             .field("database", &self.database)
             .field("username", &self.username)
@@ -246,7 +354,7 @@ mod tests {
 
     #[test]
     fn debug_names_the_server_and_hides_every_password() {
-        let builder = RedisStoreBuilder::new("redis://user:in-the-url@cache.internal:6380/2")
+        let builder = RedisStore::builder("redis://user:in-the-url@cache.internal:6380/2")
             .password("set-by-option");
         let shown = format!("{builder:?}");
         assert!(
@@ -256,10 +364,10 @@ mod tests {
         assert!(!shown.contains("in-the-url"), "{shown}");
         assert!(!shown.contains("set-by-option"), "{shown}");
 
-        let v6 = format!("{:?}", RedisStoreBuilder::new("redis://[::1]:6390"));
+        let v6 = format!("{:?}", RedisStore::builder("redis://[::1]:6390"));
         assert!(v6.contains(r#"server: "[::1]:6390""#), "{v6}");
 
-        let unparsable = format!("{:?}", RedisStoreBuilder::new("redis://:secret@[::1"));
+        let unparsable = format!("{:?}", RedisStore::builder("redis://:secret@[::1"));
         assert!(unparsable.contains("<invalid URL>"), "{unparsable}");
         assert!(!unparsable.contains("secret"), "{unparsable}");
     }
@@ -267,10 +375,10 @@ mod tests {
     #[tokio::test]
     async fn tls_and_other_schemes_are_refused_before_connecting() {
         for url in ["rediss://127.0.0.1", "valkeys://127.0.0.1"] {
-            let err = RedisStoreBuilder::new(url).connect().await.err().unwrap();
+            let err = RedisStore::builder(url).connect().await.err().unwrap();
             assert!(err.to_string().contains("TLS"), "{err}");
         }
-        let err = RedisStoreBuilder::new("http://127.0.0.1")
+        let err = RedisStore::builder("http://127.0.0.1")
             .connect()
             .await
             .err()
@@ -281,10 +389,8 @@ mod tests {
 
     #[test]
     fn an_unparsable_url_never_shows_its_password() {
-        let err = RedisStoreBuilder::new("redis://:pa55word@[::1")
-            .client()
-            .err()
-            .unwrap();
+        let builder = RedisStore::builder("redis://:pa55word@[::1");
+        let err = builder.connection_info(&builder.urls[0]).err().unwrap();
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
         assert!(!format!("{err} {err:?}").contains("pa55word"), "{err:?}");
     }

@@ -11,11 +11,15 @@
 //! Importing writes each batch in one pipeline of `SET key value [PXAT ms]`
 //! (Redis 6.2 or later): the absolute expiry is kept exactly, whatever the
 //! time the import takes.
+//!
+//! On a cluster, SCAN walks every primary in turn, and the read and import
+//! pipelines are split by slot (a cluster refuses one across slots) and
+//! sent at once.
 
 use ::redis::Value;
 use bytes::Bytes;
 
-use super::client::{Retry, Scan};
+use super::client::Scan;
 use super::{MAX_TTL_MILLIS, RedisStore};
 use crate::NamespacedStore;
 use crate::listing::{Entries, Entry, ListOptions, Source};
@@ -117,23 +121,32 @@ impl RedisStore {
         while live.peek().is_some() {
             batch.clear();
             batch.extend(live.by_ref().take(IMPORT_BATCH));
-            let mut pipe = ::redis::pipe();
+            let mut keys = Vec::with_capacity(batch.len());
             for entry in &batch {
                 let target =
                     (entry.namespace.iter()).fold(self.clone(), |s, n| s.with_namespace(n));
                 if target.prefix.is_none() {
                     return Err(Error::NamespaceRequired);
                 }
-                let value = entry.value.as_deref().unwrap_or_default();
-                let cmd = pipe.cmd("SET").arg(target.key(&entry.key)).arg(value);
-                if let Some(at) = entry.expires_at {
-                    cmd.arg("PXAT").arg(at.min(MAX_TTL_MILLIS));
-                }
-                cmd.ignore();
+                keys.push(target.key(&entry.key));
             }
+            let groups = self.shared.by_slot(&keys);
+            let pipelines = groups.into_iter().map(|group| {
+                let mut pipe = ::redis::pipe();
+                for i in group {
+                    let entry = &batch[i];
+                    let value = entry.value.as_deref().unwrap_or_default();
+                    let cmd = pipe.cmd("SET").arg(&keys[i]).arg(value);
+                    if let Some(at) = entry.expires_at {
+                        cmd.arg("PXAT").arg(at.min(MAX_TTL_MILLIS));
+                    }
+                    cmd.ignore();
+                }
+                pipe
+            });
             // Its SETs are safe to apply twice.
             (self.shared)
-                .run::<()>(&pipe, "SET PXAT", Retry::IfLost)
+                .run_all(pipelines.collect(), "SET PXAT")
                 .await?;
             written += batch.len();
         }
@@ -192,14 +205,31 @@ impl ServerCursor {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = ::redis::pipe();
-        for (stored, _, _) in &wanted {
-            let read = if options.values { "GET" } else { "STRLEN" };
-            pipe.cmd(read).arg(stored).cmd("PEXPIRETIME").arg(stored);
-        }
-        let replies: Vec<Value> = (store.shared)
-            .run(&pipe, "GET/PEXPIRETIME", Retry::IfLost)
+        let read = if options.values { "GET" } else { "STRLEN" };
+        let stored: Vec<&str> = wanted.iter().map(|(stored, _, _)| &stored[..]).collect();
+        let groups = store.shared.by_slot(&stored);
+        let pipelines = groups.iter().map(|group| {
+            let mut pipe = ::redis::pipe();
+            for &i in group {
+                pipe.cmd(read)
+                    .arg(stored[i])
+                    .cmd("PEXPIRETIME")
+                    .arg(stored[i]);
+            }
+            pipe
+        });
+        let mut replies = vec![Value::Nil; 2 * wanted.len()];
+        let answered = (store.shared)
+            .run_all(pipelines.collect(), "GET/PEXPIRETIME")
             .await?;
+        for (group, answers) in groups.iter().zip(answered) {
+            let mut answers = answers.into_iter();
+            for &i in group {
+                for reply in &mut replies[2 * i..2 * i + 2] {
+                    *reply = answers.next().unwrap_or(Value::Nil);
+                }
+            }
+        }
         let mut page = Vec::with_capacity(wanted.len());
         for ((_, namespace, key), pair) in wanted.into_iter().zip(replies.chunks(2)) {
             let [read, expiry] = pair else { continue };

@@ -82,7 +82,7 @@ mod client;
 pub(crate) mod list;
 
 pub use builder::RedisStoreBuilder;
-use client::{Retry, Scan, Shared};
+use client::{Connection, Retry, Scan, Shared};
 
 /// The root namespace segment of a store made by `connect(url)`: its keys
 /// are stored as `kvstores:…`.
@@ -223,7 +223,39 @@ impl RedisStore {
     /// # Ok(()) }
     /// ```
     pub fn builder(url: &str) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(url)
+        RedisStoreBuilder::new(&[url], false)
+    }
+
+    /// Starts building a store on a Redis Cluster or Valkey cluster, from
+    /// the URLs of some of its nodes (any node will do: the client asks it
+    /// for the others). The options are those of a single server, except
+    /// [`database`](RedisStoreBuilder::database), which a cluster refuses.
+    ///
+    /// On a cluster, keys keep the layout they have on one server, so data
+    /// moves between the two as it is, and spread over every primary by
+    /// slot. A key holding `{...}` has its slot chosen by the text between
+    /// the braces (Redis's hash tags), which can put all of a namespace's
+    /// keys on one primary. `delete_all` and listing walk every primary;
+    /// `set_many` is all or nothing per slot; see the module docs for what a
+    /// reshard or failover during a sweep leaves behind.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example() -> kvstores::Result<()> {
+    /// let store = kvstores::RedisStore::cluster_builder(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+    ///     .namespace(Some("my-app"))
+    ///     .password("s3cret")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn cluster_builder<S: AsRef<str>>(seeds: impl IntoIterator<Item = S>) -> RedisStoreBuilder {
+        let seeds: Vec<S> = seeds.into_iter().collect();
+        let seeds: Vec<&str> = seeds.iter().map(AsRef::as_ref).collect();
+        RedisStoreBuilder::new(&seeds, true)
     }
 
     /// Makes a store on a connection the caller already has, sharing it.
@@ -250,7 +282,49 @@ impl RedisStore {
         server: &str,
         namespace: Option<&str>,
     ) -> Self {
-        Self::from_shared(Shared::new(connection, server.to_owned()), namespace)
+        let shared = Shared::new(
+            Connection::Single(connection.clone()),
+            Connection::Single(connection),
+            server.to_owned(),
+        );
+        Self::from_shared(shared, namespace)
+    }
+
+    /// Makes a store on a cluster connection the caller already has,
+    /// sharing it; like
+    /// [`from_connection_manager`](Self::from_connection_manager) otherwise.
+    ///
+    /// Every command goes through this connection, so its client's retry
+    /// settings apply to all of them: build it with `retries(0)` to keep
+    /// the promise that `increment` and `set_if_absent` never run twice
+    /// (they are still sent again after a redirect), or use
+    /// [`cluster_builder`](Self::cluster_builder), which keeps a second
+    /// connection for them.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::cluster::ClusterClient::builder(["redis://127.0.0.1:7000"])
+    ///     .retries(0)
+    ///     .build()?;
+    /// let connection = client.get_async_connection().await?;
+    /// let store = kvstores::RedisStore::from_cluster_connection(connection, "127.0.0.1:7000", None);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn from_cluster_connection(
+        connection: ::redis::cluster_async::ClusterConnection,
+        server: &str,
+        namespace: Option<&str>,
+    ) -> Self {
+        let shared = Shared::new(
+            Connection::Cluster(connection.clone()),
+            Connection::Cluster(connection),
+            server.to_owned(),
+        );
+        Self::from_shared(shared, namespace)
     }
 
     fn from_shared(shared: Shared, root: Option<&str>) -> Self {

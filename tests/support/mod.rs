@@ -2,6 +2,8 @@
 //! `valkey-server` processes they run against, and building stores on them.
 #![allow(dead_code)]
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod servers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,4 +75,16 @@ pub async fn fresh(kind: Kind) -> RedisStore {
         .connect(&server.url())
         .await
         .expect("connect to the shared test server")
+}
+
+/// A fresh store on the shared cluster of `kind`, in a root namespace of
+/// its own.
+#[cfg(feature = "cluster")]
+pub async fn fresh_cluster(kind: Kind) -> RedisStore {
+    let cluster = cluster::Cluster::shared(kind);
+    RedisStore::cluster_builder(cluster.seeds())
+        .namespace(Some(&unique("cluster")))
+        .connect()
+        .await
+        .expect("connect to the shared test cluster")
 }
