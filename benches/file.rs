@@ -21,7 +21,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{load, runtime, value};
+use common::{fill, runtime, shared, value};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvstores::{FileDurability, FileStore, ManualClock, NamespacedStore, Store};
 
@@ -45,7 +45,7 @@ fn operations(c: &mut Criterion) {
         let store = fast_store(&dir.path().join("ops.redb"), &clock);
         let keys = common::keys(size, "key");
         let missing = common::keys(size, "missing");
-        rt.block_on(load(&store, &keys, TTL));
+        rt.block_on(fill(&shared(&store), &keys, TTL));
 
         let mut group = c.benchmark_group(format!("file/op/{size}"));
         group.throughput(Throughput::Elements(1));
@@ -133,13 +133,18 @@ fn scaling(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new();
         let store = fast_store(&dir.path().join("expiry.redb"), &clock);
-        rt.block_on(load(&store, &common::keys(total - REMOVED, "kept"), None));
+        rt.block_on(fill(
+            &shared(&store),
+            &common::keys(total - REMOVED, "kept"),
+            None,
+        ));
+        let handle = shared(&store);
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut spent = Duration::ZERO;
                     for _ in 0..iters {
-                        load(&store, &victims, Some(Duration::from_secs(1))).await;
+                        fill(&handle, &victims, Some(Duration::from_secs(1))).await;
                         clock.advance(Duration::from_secs(1));
                         let start = Instant::now();
                         let removed = store.delete_expired().await.unwrap();
@@ -161,18 +166,19 @@ fn scaling(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new();
         let root = fast_store(&dir.path().join("namespaces.redb"), &clock);
-        rt.block_on(load(
-            &root.with_namespace("other"),
+        rt.block_on(fill(
+            &shared(&root.with_namespace("other")),
             &common::keys(total - REMOVED, "kept"),
             None,
         ));
         let victim = root.with_namespace("victim");
+        let handle = shared(&victim);
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut spent = Duration::ZERO;
                     for _ in 0..iters {
-                        load(&victim, &victims, None).await;
+                        fill(&handle, &victims, None).await;
                         let start = Instant::now();
                         victim.delete_all().await.unwrap();
                         spent += start.elapsed();

@@ -23,7 +23,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{load, value};
+use common::{fill, shared, value};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvstores::{NamespacedStore, RedisStore, ValkeyStore};
 use servers::{Kind, Server};
@@ -42,7 +42,7 @@ fn bench_kind<S: NamespacedStore + Clone + 'static>(
     let keys = common::keys(KEYS, "key");
     let missing = common::keys(KEYS, "missing");
     let ops = store.with_namespace("ops");
-    rt.block_on(load(&ops, &keys, TTL));
+    rt.block_on(fill(&shared(&ops), &keys, TTL));
 
     let mut group = c.benchmark_group(format!("{name}/op"));
     group.throughput(Throughput::Elements(1));
@@ -122,15 +122,16 @@ fn bench_kind<S: NamespacedStore + Clone + 'static>(
     let mut held = 0;
     for total in [10_000, 100_000] {
         let more = common::keys(total - REMOVED, "kept");
-        rt.block_on(load(&others, &more[held..], TTL));
+        rt.block_on(fill(&shared(&others), &more[held..].into(), TTL));
         held = more.len();
         let victim = store.with_namespace("victim");
+        let handle = shared(&victim);
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut spent = Duration::ZERO;
                     for _ in 0..iters {
-                        load(&victim, &victims, TTL).await;
+                        fill(&handle, &victims, TTL).await;
                         let start = Instant::now();
                         victim.delete_all().await.unwrap();
                         spent += start.elapsed();

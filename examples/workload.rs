@@ -1,6 +1,6 @@
-//! The standard workload of `BENCH.md`: every performance figure we publish
-//! comes from this runner, so it lines up with the same workload run against
-//! other systems.
+//! The standard workload of `BENCHMARKS.md`: every performance figure we
+//! publish comes from this runner, so it lines up with the same workload run
+//! against other systems.
 //!
 //! ```text
 //! cargo run --release --features full --example workload -- \
@@ -25,6 +25,9 @@
 //! multi-threaded runtime sharing the N operations, each on its own clone of
 //! one store. Only the operations are timed; the store is emptied before
 //! each one.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -224,17 +227,22 @@ async fn run<S: Store + Clone + 'static>(
     store: S,
     purge: Option<Purge<S>>,
 ) -> Result<(), String> {
-    let keys: Arc<[String]> = (0..args.ops).map(|i| format!("key-{i}")).collect();
-    let missing: Arc<[String]> = (0..args.ops).map(|i| format!("missing-{i}")).collect();
-    let values: Arc<[Bytes]> = random_values(args.ops, args.value_size).into();
+    let keys = common::keys(args.ops, "key");
+    let missing = common::keys(args.ops, "missing");
+    let values = common::random_values(args.ops, args.value_size);
+    let shared = common::shared(&store);
     for &concurrency in &args.concurrency {
         for op in &args.op {
             store.delete_all().await.map_err(|e| e.to_string())?;
             let secs = match op.as_str() {
                 "delete_expired" => {
                     let Some(purge) = purge else { continue };
-                    load(&store, &keys, &values, |i| {
-                        (i % 2 == 0).then_some(Duration::from_secs(1))
+                    let values = values.clone();
+                    common::load(&shared, &keys, move |i| {
+                        (
+                            values[i].clone(),
+                            (i % 2 == 0).then_some(Duration::from_secs(1)),
+                        )
                     })
                     .await?;
                     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -256,58 +264,32 @@ async fn run<S: Store + Clone + 'static>(
                         _ => None,
                     };
                     if let Some(ttl) = ttl {
-                        load(&store, &keys, &values, move |_| ttl).await?;
+                        let values = values.clone();
+                        common::load(&shared, &keys, move |i| (values[i].clone(), ttl)).await?;
                     }
-                    timed(&store, op, concurrency, &keys, &missing, &values).await?
+                    timed(&shared, op, concurrency, &keys, &missing, &values).await?
                 }
             };
-            println!(
-                "{{\"system\":\"{system}\",\"op\":\"{op}\",\"concurrency\":{concurrency},\"ops\":{},\"value_size\":{},\"secs\":{secs:.6},\"ops_per_s\":{:.1}}}",
-                args.ops,
-                args.value_size,
-                args.ops as f64 / secs
-            );
+            let line = common::Line {
+                system,
+                op,
+                concurrency,
+                ops: args.ops,
+                value_size: Some(args.value_size),
+                secs,
+                keys_per_op: None,
+            };
+            println!("{line}");
         }
     }
     store.delete_all().await.map_err(|e| e.to_string())
 }
 
-/// Stores `keys[i]` = `values[i]` with expiry `ttl(i)`, untimed setup for
-/// the op that follows. It runs on 64 tasks: loading one set at a time would
-/// make a durable FileStore run spend most of its time here, one fsync per
-/// key, measuring nothing.
-async fn load<S: Store + Clone + 'static>(
-    store: &S,
-    keys: &Arc<[String]>,
-    values: &Arc<[Bytes]>,
-    ttl: impl Fn(usize) -> Option<Duration> + Copy + Send + 'static,
-) -> Result<(), String> {
-    const LOADERS: usize = 64;
-    let tasks: Vec<_> = (0..LOADERS)
-        .map(|task| {
-            let (store, keys, values) = (store.clone(), keys.clone(), values.clone());
-            tokio::spawn(async move {
-                for i in (task..keys.len()).step_by(LOADERS) {
-                    store
-                        .set(&keys[i], values[i].clone(), ttl(i))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok::<(), String>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    Ok(())
-}
-
 /// Runs the N operations of `op` on `concurrency` tasks and returns the
 /// seconds they took, checking every answer so that a fast wrong store does
 /// not pass for a fast one.
-async fn timed<S: Store + Clone + 'static>(
-    store: &S,
+async fn timed(
+    store: &Arc<dyn Store>,
     op: &str,
     concurrency: usize,
     keys: &Arc<[String]>,
@@ -315,55 +297,30 @@ async fn timed<S: Store + Clone + 'static>(
     values: &Arc<[Bytes]>,
 ) -> Result<f64, String> {
     let op: &'static str = OPS.iter().find(|o| **o == op).expect("a known op");
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|task| {
-            let (store, keys, missing, values) =
-                (store.clone(), keys.clone(), missing.clone(), values.clone());
-            tokio::spawn(async move {
-                for i in (task..keys.len()).step_by(concurrency) {
-                    let key = &keys[i];
-                    let ok = match op {
-                        "set" => store.set(key, values[i].clone(), None).await.is_ok(),
-                        "set_ttl" => store.set(key, values[i].clone(), Some(TTL)).await.is_ok(),
-                        "get_hit" => store.get(key, None).await.is_ok_and(|v| v.is_some()),
-                        "get_miss" => store
-                            .get(&missing[i], None)
-                            .await
-                            .is_ok_and(|v| v.is_none()),
-                        "get_renew" => store.get(key, Some(TTL)).await.is_ok_and(|v| v.is_some()),
-                        "delete" => store.delete(key).await.is_ok(),
-                        _ => unreachable!(),
-                    };
-                    if !ok {
-                        return Err(format!("{op} of {key} failed"));
-                    }
+    common::timed(concurrency, keys.len(), |share| {
+        let (store, keys, missing, values) =
+            (store.clone(), keys.clone(), missing.clone(), values.clone());
+        async move {
+            for i in share {
+                let key = &keys[i];
+                let ok = match op {
+                    "set" => store.set(key, values[i].clone(), None).await.is_ok(),
+                    "set_ttl" => store.set(key, values[i].clone(), Some(TTL)).await.is_ok(),
+                    "get_hit" => store.get(key, None).await.is_ok_and(|v| v.is_some()),
+                    "get_miss" => store
+                        .get(&missing[i], None)
+                        .await
+                        .is_ok_and(|v| v.is_none()),
+                    "get_renew" => store.get(key, Some(TTL)).await.is_ok_and(|v| v.is_some()),
+                    "delete" => store.delete(key).await.is_ok(),
+                    _ => unreachable!(),
+                };
+                if !ok {
+                    return Err(format!("{op} of {key} failed"));
                 }
-                Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    Ok(start.elapsed().as_secs_f64())
-}
-
-/// `count` values of `size` pseudo-random bytes (xorshift: reproducible, and
-/// no dependency for something this small).
-fn random_values(count: usize, size: usize) -> Vec<Bytes> {
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    (0..count)
-        .map(|_| {
-            (0..size)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect::<Vec<u8>>()
-                .into()
-        })
-        .collect()
+            }
+            Ok(())
+        }
+    })
+    .await
 }

@@ -25,6 +25,7 @@
 
 mod bounds;
 mod ext;
+mod list;
 mod map;
 
 use std::fmt;
@@ -158,10 +159,8 @@ impl MemoryStoreBuilder {
     /// contention the store can stay a few entries over its bound until
     /// later writes evict them.
     ///
-    /// Measured with `examples/zipf_hit_ratio.rs` (a read-through cache,
-    /// 1,000,000 requests over 100,000 keys, room for 10,000): hit ratio
-    /// 0.743 against exact LRU's 0.735 at Zipf exponent 1.0, and 0.479
-    /// against 0.467 at 0.8.
+    /// Its hit ratio is close to exact LRU's (`examples/zipf_hit_ratio.rs`;
+    /// the figures are in the repository's `BENCHMARKS.md`).
     ///
     /// # Example
     ///

@@ -32,9 +32,9 @@ use crate::{AtomicStore, BatchStore, Result};
 
 /// `increment`: KEYS[1] the key, ARGV[1] the delta, ARGV[2] the expiry in
 /// ms of a counter this creates (0: none). An `INCRBY` failure (not an
-/// integer, overflow, another type) comes back as an error reply with the
-/// code `NOTCOUNTER`, so that `client::map_error` can tell it from any
-/// other failure.
+/// integer, another type) comes back as an error reply with the code
+/// `NOTCOUNTER`, and an overflow as `OVERFLOW <value> <delta>`, so that
+/// `client::map_error` can tell each from any other failure.
 ///
 /// Sent whole with `EVAL` (the server caches it by its SHA1 all the same),
 /// not by SHA1 with `EVALSHA`: a command that must not run twice is then
@@ -43,6 +43,9 @@ use crate::{AtomicStore, BatchStore, Result};
 const INCREMENT: &str = r"local created = redis.call('EXISTS', KEYS[1]) == 0
 local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(n) == 'table' and n.err then
+    if string.find(n.err, 'overflow', 1, true) then
+        return redis.error_reply('OVERFLOW ' .. redis.call('GET', KEYS[1]) .. ' ' .. ARGV[1])
+    end
     return redis.error_reply('NOTCOUNTER ' .. n.err)
 end
 if created and ARGV[2] ~= '0' then

@@ -28,6 +28,8 @@ use crate::{Error, Result};
 const REFUSED_RETRIES: u32 = 8;
 const REFUSED_FIRST_WAIT: Duration = Duration::from_millis(20);
 const REFUSED_MAX_WAIT: Duration = Duration::from_millis(500);
+/// Pipelines of one batch in flight at once on a cluster.
+const PIPELINE_WINDOW: usize = 64;
 /// Keys SCAN looks at per call: large enough that a sweep takes few round
 /// trips, small enough that each call is short on the server.
 const SCAN_COUNT: usize = 1000;
@@ -357,16 +359,26 @@ impl Shared {
             }
             return Ok(replies);
         }
+        // At most PIPELINE_WINDOW in flight: thousands at once (one per
+        // slot of a large batch) would each wait behind the others and time
+        // out on a busy machine.
+        let count = pipelines.len();
+        let mut pipelines = pipelines.into_iter().enumerate();
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, pipe) in pipelines.into_iter().enumerate() {
-            let shared = self.clone();
-            tasks.spawn(async move {
-                let replies = shared.run::<Vec<Value>>(&pipe, action, Retry::IfLost).await;
-                (i, replies)
-            });
-        }
-        let mut replies = vec![Vec::new(); tasks.len()];
-        while let Some(done) = tasks.join_next().await {
+        let mut replies = vec![Vec::new(); count];
+        loop {
+            while tasks.len() < PIPELINE_WINDOW
+                && let Some((i, pipe)) = pipelines.next()
+            {
+                let shared = self.clone();
+                tasks.spawn(async move {
+                    let replies = shared.run::<Vec<Value>>(&pipe, action, Retry::IfLost).await;
+                    (i, replies)
+                });
+            }
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
             let (i, reply) = done.map_err(|err| Error::Connection {
                 server: self.server.clone(),
                 message: format!("{action} failed: its task ended"),
@@ -524,7 +536,8 @@ fn connection_lost<T>(result: &RedisResult<T>) -> bool {
 
 /// The one place client errors become [`Error`]s.
 ///
-/// A script's `NOTCOUNTER` reply is [`crate::ext::not_a_counter`]. Failing
+/// The `increment` script's `NOTCOUNTER` and `OVERFLOW` replies are
+/// [`crate::ext::not_a_counter`] and [`Error::CounterOverflow`]. Failing
 /// to reach the server, a broken connection and a timeout are
 /// [`Error::Connection`]; everything else the server answered (an error
 /// reply, a rejected password, an unexpected reply type) is
@@ -533,6 +546,12 @@ fn connection_lost<T>(result: &RedisResult<T>) -> bool {
 pub(super) fn map_error(server: &str, action: &str, err: RedisError) -> Error {
     if err.code() == Some("NOTCOUNTER") {
         return crate::ext::not_a_counter();
+    }
+    if err.code() == Some("OVERFLOW")
+        && let Some((value, delta)) = err.detail().and_then(|d| d.trim().split_once(' '))
+        && let (Ok(value), Ok(delta)) = (value.parse(), delta.parse())
+    {
+        return Error::CounterOverflow { value, delta };
     }
     let message = match reason(&err) {
         Some(reason) => format!("{action} failed: {reason}"),

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use super::client::Scan;
 use super::{MAX_TTL_MILLIS, RedisStore};
 use crate::NamespacedStore;
-use crate::listing::{Entries, Entry, ListOptions, Source};
+use crate::listing::{Entries, Entry, EntryCursor, ListOptions, importable};
 use crate::namespace::{decode_redis_key, redis_key, redis_pattern};
 use crate::{Error, Result};
 
@@ -69,13 +69,11 @@ impl RedisStore {
                 pattern
             }
         });
-        Entries {
-            source: Source::Server(ServerCursor {
-                store: self.clone(),
-                scan: pattern.map(Scan::new),
-                options,
-            }),
-        }
+        Entries::new(ServerCursor {
+            store: self.clone(),
+            scan: pattern.map(Scan::new),
+            options,
+        })
     }
 
     /// Writes `entries` (listed from any store, or read from an export) into
@@ -106,16 +104,8 @@ impl RedisStore {
     /// # Ok(()) }
     /// ```
     pub async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-        if entries.iter().any(|e| e.value.is_none()) {
-            return Err(Error::invalid_argument(
-                "an entry to import has no value: list with ListOptions::values(true)",
-            ));
-        }
-        let now = crate::Clock::system().unix_millis();
+        let live = importable(entries, crate::Clock::system().unix_millis())?;
         let mut written = 0;
-        let live = entries
-            .into_iter()
-            .filter(|e| e.expires_at.is_none_or(|at| now < at));
         let mut batch = Vec::with_capacity(IMPORT_BATCH);
         let mut live = live.peekable();
         while live.peek().is_some() {
@@ -155,15 +145,16 @@ impl RedisStore {
 }
 
 /// A Redis/Valkey listing in progress.
-pub(crate) struct ServerCursor {
+struct ServerCursor {
     store: RedisStore,
     /// `None` for a store without a namespace.
     scan: Option<Scan>,
     options: ListOptions,
 }
 
-impl ServerCursor {
-    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
+#[async_trait::async_trait]
+impl EntryCursor for ServerCursor {
+    async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
         let Some(scan) = &mut self.scan else {
             return Err(Error::NamespaceRequired);
         };
@@ -177,7 +168,9 @@ impl ServerCursor {
         }
         Ok(None)
     }
+}
 
+impl ServerCursor {
     /// Decodes the keys SCAN returned, keeps those asked for and reads their
     /// values or sizes and expiries in one pipeline.
     async fn read(
@@ -253,5 +246,26 @@ impl ServerCursor {
             });
         }
         Ok(page)
+    }
+}
+
+/// The server expires keys by itself, so there is never anything for
+/// `delete_expired` to remove.
+#[async_trait::async_trait]
+impl crate::Maintenance for RedisStore {
+    fn stats(&self) -> crate::StoreStats {
+        RedisStore::stats(self)
+    }
+
+    async fn delete_expired(&self) -> Result<usize> {
+        Ok(0)
+    }
+
+    fn entries(&self, options: ListOptions) -> Entries {
+        RedisStore::entries(self, options)
+    }
+
+    async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
+        RedisStore::import_entries(self, entries).await
     }
 }

@@ -40,7 +40,8 @@ pub struct Cli {
     file: Option<PathBuf>,
 
     /// The Redis/Valkey server, e.g. redis://127.0.0.1:6379/0 or
-    /// valkey://:password@host:6379. Prefer the KVSTORES_URL variable for a
+    /// valkey://:password@host:6379; for a cluster, some of its nodes' URLs
+    /// separated by commas. Prefer the KVSTORES_URL variable for a
     /// URL with a password: arguments are visible to other users.
     #[arg(
         long,
@@ -161,10 +162,30 @@ pub enum Failure {
     NotFound(String),
 }
 
-impl<E: std::fmt::Display> From<E> for Failure {
+/// One line: the error, then each of its causes after a colon, since the
+/// library keeps a cause's text out of its own message.
+impl<E: std::error::Error> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure::Error(e.to_string())
+        Failure::Error(chain(&e))
     }
+}
+
+/// `error: cause: its cause…` on one line. A cause whose text already ends
+/// the line is left out: some dependencies' errors (the redis client's)
+/// print their own source inside their message as well.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = error.source();
+    }
+    // stderr gets one line per failure, whatever a cause's text holds.
+    line.replace('\n', " ")
 }
 
 fn main() -> ExitCode {
