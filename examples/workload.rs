@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --features full --example workload -- \
-//!     --backend memory|file|redis|valkey [--path FILE] [--url URL] \
+//!     --backend memory|file|redis|valkey [--path FILE] [--url URL[,URL...]] \
 //!     [--ops 20000] [--value-size 100] [--concurrency 1,64] [--op set,get_hit,...]
 //! ```
 //!
@@ -194,7 +194,7 @@ async fn run_backend(args: &Args) -> Result<(), String> {
                 .url
                 .as_deref()
                 .unwrap_or(kvstores::RedisStore::DEFAULT_URL);
-            let store = kvstores::RedisStore::builder(url)
+            let store = server_builder(url)
                 .namespace(Some("kvstores-workload"))
                 .connect()
                 .await
@@ -207,7 +207,7 @@ async fn run_backend(args: &Args) -> Result<(), String> {
                 .url
                 .as_deref()
                 .unwrap_or(kvstores::ValkeyStore::VALKEY_DEFAULT_URL);
-            let store = kvstores::ValkeyStore::builder(url)
+            let store = server_builder(url)
                 .namespace(Some("kvstores-workload"))
                 .connect()
                 .await
@@ -219,6 +219,17 @@ async fn run_backend(args: &Args) -> Result<(), String> {
             usage()
         )),
     }
+}
+
+/// The builder for `url`; a comma-separated list of URLs names a cluster's
+/// nodes (feature `cluster`).
+#[cfg(feature = "redis")]
+fn server_builder(url: &str) -> kvstores::RedisStoreBuilder {
+    #[cfg(feature = "cluster")]
+    if url.contains(',') {
+        return kvstores::RedisStore::cluster_builder(url.split(','));
+    }
+    kvstores::RedisStore::builder(url)
 }
 
 async fn run<S: Store + Clone + 'static>(

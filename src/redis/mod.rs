@@ -52,6 +52,35 @@
 //! most two rounds of three connection attempts (with a local server that
 //! refuses at once, about half a second), never hangs.
 //!
+//! # Cluster mode (feature `cluster`)
+//!
+//! [`RedisStore::cluster_builder`] connects to a Redis Cluster or a Valkey
+//! cluster through the redis crate's cluster client, which follows `MOVED`
+//! and `ASK` and refreshes its slot map by itself. The store keeps the same
+//! key layout (no hash tags are added), so keys spread over every primary,
+//! and every operation takes the same path as on one server
+//! (`client::Connection` is either connection), except where a cluster
+//! needs otherwise:
+//!
+//! - `delete_all` and listing send their first `SCAN` to every primary and
+//!   continue each primary's cursor on that primary.
+//! - Pipelines (`set_many`, import, the listing's reads) are split by slot,
+//!   since a cluster refuses one across slots; `set_many` is all or nothing
+//!   per slot, not across slots. `get_many` and `delete_many` are split by
+//!   the client.
+//! - `increment` and `set_if_absent` go through a second connection whose
+//!   client never retries, and are sent again only after a reply proving
+//!   they did not run.
+//! - After a timeout or a lost connection the store replaces its cluster
+//!   connections (at most every 500 ms), which reads the slot map afresh:
+//!   with Redis 7.0 the client alone kept sending a failed primary's slots
+//!   to the dead node after its replica had taken over.
+//!
+//! A sweep or listing that meets a reshard or a failover can miss keys that
+//! moved to a node it had already walked, list a key twice, or fail when a
+//! primary it was walking dies; calling `delete_all` (or listing) again
+//! finishes the job. The database number must be 0.
+//!
 //! A server restarted with a *new* password cannot be reached with the old
 //! one: every operation then fails with [`Error::Server`] (the rejected
 //! credentials) until the store is rebuilt with the new password — the
