@@ -540,3 +540,33 @@ async fn a_killed_primary_fails_over_and_the_store_recovers(kind: Kind) {
         assert!(stored <= attempts.len() as i64, "{counter}: {stored}");
     }
 }
+
+/// The `kvstores` command on a cluster given as a list of URLs: what it
+/// sets, the library reads, and `keys` lists every primary's keys.
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_works_on_a_cluster_given_as_a_url_list() {
+    let cluster = Cluster::shared(Kind::Redis);
+    let urls = cluster.seeds().join(",");
+    let root = unique("cli");
+    let kv = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvstores"))
+            .args(["--url", &urls, "--root", &root])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("KVSTORES_FILE")
+            .env_remove("KVSTORES_URL")
+            .output()
+            .expect("run the kvstores binary");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for i in 0..30 {
+        kv(&["set", &format!("k{i}"), "v"]);
+    }
+    let store = connect(cluster, Some(&root)).await;
+    assert_eq!(store.get("k7", None).await.unwrap(), Some(b("v")));
+    assert_eq!(kv(&["get", "k7"]).trim(), "v");
+    assert_eq!(kv(&["--json", "keys"]).lines().count(), 30);
+    store.delete_all().await.unwrap();
+}
