@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use kvstores::Maintenance;
+
 use kvstores::{Bytes, MemoryStore, NamespacedStore, Store};
 
 fn main() {

@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use kvstores::Maintenance;
+
 use kvstores::{Bytes, MemoryStore, NamespacedStore, Store};
 
 fn main() {

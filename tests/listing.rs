@@ -7,6 +7,8 @@ mod support;
 
 use std::time::Duration;
 
+use kvstores::Maintenance;
+
 use kvstores::{
     Bytes, Entries, Entry, Error, FileStore, ListOptions, ManualClock, NamespacedStore, RedisStore,
     Store,

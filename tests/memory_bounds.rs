@@ -2,6 +2,8 @@
 //! and chooses its victims store-wide.
 #![cfg(feature = "memory")]
 
+use kvstores::Maintenance;
+
 use kvstores::{Bytes, MemoryStore, NamespacedStore, Store};
 
 /// How many of `keys` are live in `store`.

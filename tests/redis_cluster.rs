@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use kvstores::Maintenance;
+
 use kvstores::{
     AtomicStore, BatchStore, Bytes, Entries, Error, ListOptions, NamespacedStore, RedisStore,
     Store, StoreRegistry,

@@ -262,8 +262,8 @@ where
     })
 }
 
-/// Connects a runner to the Redis or Valkey server `url` (or the backend's
-/// default URL), with its keys under the root segment `root`, which the
+/// Connects a runner to the Redis or Valkey server `url` (required), with
+/// its keys under the root segment `root`, which the
 /// runner empties with `delete_all` and nothing else shares.
 ///
 /// # Errors
@@ -278,11 +278,11 @@ pub async fn connect_server(
     match backend {
         #[cfg(feature = "redis")]
         "redis" | "valkey" => {
-            let url = url.unwrap_or(if backend == "redis" {
-                kvstores::RedisStore::DEFAULT_URL
-            } else {
-                kvstores::RedisStore::VALKEY_DEFAULT_URL
-            });
+            // Never a default server: the runner deletes what it wrote, and
+            // a server already listening on the default port is not ours.
+            let url = url.ok_or_else(|| {
+                format!("--backend {backend} needs --url: a server this run may write to")
+            })?;
             // A comma-separated list of URLs names a cluster's nodes.
             #[cfg(feature = "cluster")]
             let builder = if url.contains(',') {

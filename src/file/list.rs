@@ -45,32 +45,6 @@ pub struct FileUsage {
 }
 
 impl FileStore {
-    /// Lists the live entries of this namespace, as `options` say: page by
-    /// page, in stored-key order, each entry once.
-    ///
-    /// Needs a tokio runtime (pages are read on its blocking pool).
-    ///
-    /// # Example
-    ///
-    /// See [`Entries::next_page`].
-    pub fn entries(&self, options: ListOptions) -> Entries {
-        let prefix = self.prefix.to_vec();
-        let start = if options.descendants {
-            prefix
-        } else {
-            // The namespace's own keys starting with the key prefix are
-            // exactly the stored keys starting with this.
-            table_key(&prefix, &options.key_prefix)
-        };
-        let end = table_range_end(&start);
-        Entries::new(FileCursor {
-            store: self.clone(),
-            next: Some(Bound::Included(start)),
-            end,
-            options,
-        })
-    }
-
     /// Counts the live and expired entries of this namespace and its
     /// descendants and the bytes of the live ones, from one snapshot, and
     /// reads the file's size.
@@ -134,67 +108,6 @@ impl FileStore {
             })?
             .len();
         Ok(usage)
-    }
-
-    /// Writes `entries` (listed from any store, or read from an export) into
-    /// this namespace, each at its namespace path below this one, with its
-    /// value and absolute expiry exactly as given, replacing what is there.
-    /// Entries that have already expired are skipped. Returns how many were
-    /// written.
-    ///
-    /// The writes are queued together, so they share the writer's commits;
-    /// they are not one transaction: if one fails, others may have been
-    /// written.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] if an entry has no value (it was listed
-    /// without values), before anything is written; the file's errors
-    /// otherwise.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use kvstores::{Bytes, Entry, FileStore, Store};
-    ///
-    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = FileStore::open(dir.path().join("store.redb"))?;
-    /// let far = 4_102_444_800_000; // 2100-01-01, in Unix milliseconds
-    /// let written = store.import_entries(vec![
-    ///     Entry::new("kept", Bytes::from_static(b"v"), Some(far)),
-    ///     Entry::new("gone", Bytes::from_static(b"v"), Some(1)), // expired in 1970
-    /// ]).await?;
-    /// assert_eq!(written, 1);
-    /// assert!(store.expires_in("kept").await?.is_some());
-    /// # Ok::<_, kvstores::Error>(()) }).unwrap();
-    /// ```
-    pub async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-        let entries = importable(entries, self.clock.unix_millis())?;
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut written = 0;
-        for entry in entries {
-            let mut prefix = self.prefix.to_vec();
-            prefix.extend(crate::namespace::table_prefix(&entry.namespace));
-            let key = table_key(&prefix, &entry.key);
-            let value = entry.value.unwrap_or_default();
-            let at = entry.expires_at;
-            let store = self.clone();
-            tasks.spawn(async move {
-                (store.write(move |tables| Ok(tables.set(&key, &value, at)?))).await
-            });
-            if tasks.len() >= IN_FLIGHT
-                && let Some(done) = tasks.join_next().await
-            {
-                joined(done)?;
-                written += 1;
-            }
-        }
-        while let Some(done) = tasks.join_next().await {
-            joined(done)?;
-            written += 1;
-        }
-        Ok(written)
     }
 }
 
@@ -287,19 +200,100 @@ impl FileCursor {
 
 #[async_trait::async_trait]
 impl crate::Maintenance for FileStore {
+    /// What this process has done on this database file, counted for every
+    /// handle on it; see [`StoreStats`](crate::StoreStats).
     fn stats(&self) -> crate::StoreStats {
-        FileStore::stats(self)
+        self.inner.stats.snapshot()
     }
 
     async fn delete_expired(&self) -> Result<usize> {
         FileStore::delete_expired(self).await
     }
 
+    /// Lists the live entries of this namespace, as `options` say: page by
+    /// page, in stored-key order, each entry once.
+    ///
+    /// Needs a tokio runtime (pages are read on its blocking pool).
+    ///
+    /// # Example
+    ///
+    /// See [`Entries::next_page`].
     fn entries(&self, options: ListOptions) -> Entries {
-        FileStore::entries(self, options)
+        let prefix = self.prefix.to_vec();
+        let start = if options.descendants {
+            prefix
+        } else {
+            // The namespace's own keys starting with the key prefix are
+            // exactly the stored keys starting with this.
+            table_key(&prefix, &options.key_prefix)
+        };
+        let end = table_range_end(&start);
+        Entries::new(FileCursor {
+            store: self.clone(),
+            next: Some(Bound::Included(start)),
+            end,
+            options,
+        })
     }
 
+    /// Writes `entries` (listed from any store, or read from an export) into
+    /// this namespace, each at its namespace path below this one, with its
+    /// value and absolute expiry exactly as given, replacing what is there.
+    /// Entries that have already expired are skipped. Returns how many were
+    /// written.
+    ///
+    /// The writes are queued together, so they share the writer's commits;
+    /// they are not one transaction: if one fails, others may have been
+    /// written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if an entry has no value (it was listed
+    /// without values), before anything is written; the file's errors
+    /// otherwise.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::{Bytes, Entry, FileStore, Maintenance, Store};
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = FileStore::open(dir.path().join("store.redb"))?;
+    /// let far = 4_102_444_800_000; // 2100-01-01, in Unix milliseconds
+    /// let written = store.import_entries(vec![
+    ///     Entry::new("kept", Bytes::from_static(b"v"), Some(far)),
+    ///     Entry::new("gone", Bytes::from_static(b"v"), Some(1)), // expired in 1970
+    /// ]).await?;
+    /// assert_eq!(written, 1);
+    /// assert!(store.expires_in("kept").await?.is_some());
+    /// # Ok::<_, kvstores::Error>(()) }).unwrap();
+    /// ```
     async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-        FileStore::import_entries(self, entries).await
+        let entries = importable(entries, self.clock.unix_millis())?;
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut written = 0;
+        for entry in entries {
+            let mut prefix = self.prefix.to_vec();
+            prefix.extend(crate::namespace::table_prefix(&entry.namespace));
+            let key = table_key(&prefix, &entry.key);
+            let value = entry.value.unwrap_or_default();
+            let at = entry.expires_at;
+            let store = self.clone();
+            tasks.spawn(async move {
+                (store.write(move |tables| Ok(tables.set(&key, &value, at)?))).await
+            });
+            if tasks.len() >= IN_FLIGHT
+                && let Some(done) = tasks.join_next().await
+            {
+                joined(done)?;
+                written += 1;
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            joined(done)?;
+            written += 1;
+        }
+        Ok(written)
     }
 }

@@ -354,12 +354,6 @@ impl FileStore {
         &self.namespace
     }
 
-    /// What this process has done on this database file, counted for every
-    /// handle on it; see [`StoreStats`](crate::StoreStats).
-    pub fn stats(&self) -> crate::StoreStats {
-        self.inner.stats.snapshot()
-    }
-
     /// Removes every expired entry of this namespace and its descendants,
     /// returning how many it removed.
     ///

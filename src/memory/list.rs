@@ -17,8 +17,10 @@ const PAGE: usize = 1000;
 
 #[async_trait]
 impl Maintenance for MemoryStore {
+    /// What this store has done, counted for the root store and all its
+    /// clones and namespaces; see [`StoreStats`].
     fn stats(&self) -> StoreStats {
-        MemoryStore::stats(self)
+        self.root.stats.snapshot()
     }
 
     async fn delete_expired(&self) -> Result<usize> {

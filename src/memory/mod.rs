@@ -48,7 +48,7 @@ use bytes::Bytes;
 use crate::clock::{Clock, opt_ttl_millis};
 use crate::stats::{Counters, Event};
 use crate::sweeper::Sweeper;
-use crate::{NamespacedStore, Result, Store, StoreStats};
+use crate::{NamespacedStore, Result, Store};
 use bounds::Bounds;
 use map::{Inserted, MAX_SHARDS, Namespace, Shard, Shards, Slot, Space};
 
@@ -296,12 +296,6 @@ impl MemoryStore {
     /// The namespace path of this handle, from the root store down.
     pub fn namespace(&self) -> &[String] {
         &self.ns.path
-    }
-
-    /// What this store has done, counted for the root store and all its
-    /// clones and namespaces; see [`StoreStats`].
-    pub fn stats(&self) -> StoreStats {
-        self.root.stats.snapshot()
     }
 
     /// Stops the background sweeper of

@@ -29,121 +29,6 @@ use crate::{Error, Result};
 /// Entries per import pipeline.
 const IMPORT_BATCH: usize = 1000;
 
-impl RedisStore {
-    /// Lists the live entries of this namespace, as `options` say, page by
-    /// page in `SCAN` order (see [`Entries`]).
-    ///
-    /// Needs Redis 7.0 or later (`PEXPIRETIME`), or any Valkey.
-    ///
-    /// # Errors
-    ///
-    /// [`Entries::next_page`] fails with
-    /// [`Error::NamespaceRequired`] on a store built with `namespace(None)`,
-    /// whose keys cannot be told from other programs'.
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// use kvstores::{ListOptions, RedisStore};
-    ///
-    /// # async fn example() -> kvstores::Result<()> {
-    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
-    /// let mut listing = store.entries(ListOptions::new().key_prefix("user:"));
-    /// while let Some(page) = listing.next_page().await? {
-    ///     for entry in page {
-    ///         println!("{} ({} bytes)", entry.key, entry.size);
-    ///     }
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn entries(&self, options: ListOptions) -> Entries {
-        let pattern = self.prefix.as_deref().map(|prefix| {
-            if options.descendants {
-                redis_pattern(prefix)
-            } else {
-                // The glob of `prefix:escaped-key-prefix`, ending in `*`
-                // instead of the `:*` that selects a namespace.
-                let mut pattern = redis_pattern(&redis_key(Some(prefix), &options.key_prefix));
-                pattern.truncate(pattern.len() - 2);
-                pattern.push('*');
-                pattern
-            }
-        });
-        Entries::new(ServerCursor {
-            store: self.clone(),
-            scan: pattern.map(Scan::new),
-            options,
-        })
-    }
-
-    /// Writes `entries` (listed from any store, or read from an export) into
-    /// this namespace, each at its namespace path below this one, with its
-    /// value and absolute expiry exactly as given (`SET … PXAT`), replacing
-    /// what is there. Entries that have already expired are skipped.
-    /// Returns how many were written.
-    ///
-    /// Needs Redis 6.2 or later, or any Valkey. Written in pipelines of a
-    /// thousand; not atomic: if one fails, others may have been written.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] if an entry has no value, before anything
-    /// is written; [`Error::NamespaceRequired`] for an entry of this
-    /// namespace itself on a store built with `namespace(None)`; connection
-    /// and server errors otherwise.
-    ///
-    /// # Example
-    ///
-    /// ```no_run
-    /// use kvstores::{Bytes, Entry, RedisStore};
-    ///
-    /// # async fn example() -> kvstores::Result<()> {
-    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
-    /// let entry = Entry::new("k", Bytes::from_static(b"v"), Some(4_102_444_800_000));
-    /// assert_eq!(store.import_entries(vec![entry]).await?, 1);
-    /// # Ok(()) }
-    /// ```
-    pub async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-        let live = importable(entries, crate::Clock::system().unix_millis())?;
-        let mut written = 0;
-        let mut batch = Vec::with_capacity(IMPORT_BATCH);
-        let mut live = live.peekable();
-        while live.peek().is_some() {
-            batch.clear();
-            batch.extend(live.by_ref().take(IMPORT_BATCH));
-            let mut keys = Vec::with_capacity(batch.len());
-            for entry in &batch {
-                let target =
-                    (entry.namespace.iter()).fold(self.clone(), |s, n| s.with_namespace(n));
-                if target.prefix.is_none() {
-                    return Err(Error::NamespaceRequired);
-                }
-                keys.push(target.key(&entry.key));
-            }
-            let groups = self.shared.by_slot(&keys);
-            let pipelines = groups.into_iter().map(|group| {
-                let mut pipe = ::redis::pipe();
-                for i in group {
-                    let entry = &batch[i];
-                    let value = entry.value.as_deref().unwrap_or_default();
-                    let cmd = pipe.cmd("SET").arg(&keys[i]).arg(value);
-                    if let Some(at) = entry.expires_at {
-                        cmd.arg("PXAT").arg(at.min(MAX_TTL_MILLIS));
-                    }
-                    cmd.ignore();
-                }
-                pipe
-            });
-            // Its SETs are safe to apply twice.
-            (self.shared)
-                .run_all(pipelines.collect(), "SET PXAT")
-                .await?;
-            written += batch.len();
-        }
-        Ok(written)
-    }
-}
-
 /// A Redis/Valkey listing in progress.
 struct ServerCursor {
     store: RedisStore,
@@ -253,19 +138,128 @@ impl ServerCursor {
 /// `delete_expired` to remove.
 #[async_trait::async_trait]
 impl crate::Maintenance for RedisStore {
+    /// What this process has done through this store's connection, counted
+    /// for every clone and namespace sharing it; see
+    /// [`StoreStats`](crate::StoreStats). The server expires keys itself, so
+    /// `expirations` (and `evictions`) stay 0.
     fn stats(&self) -> crate::StoreStats {
-        RedisStore::stats(self)
+        self.shared.stats.snapshot()
     }
 
     async fn delete_expired(&self) -> Result<usize> {
         Ok(0)
     }
 
+    /// Lists the live entries of this namespace, as `options` say, page by
+    /// page in `SCAN` order (see [`Entries`]).
+    ///
+    /// Needs Redis 7.0 or later (`PEXPIRETIME`), or any Valkey.
+    ///
+    /// # Errors
+    ///
+    /// [`Entries::next_page`] fails with
+    /// [`Error::NamespaceRequired`] on a store built with `namespace(None)`,
+    /// whose keys cannot be told from other programs'.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use kvstores::{ListOptions, Maintenance, RedisStore};
+    ///
+    /// # async fn example() -> kvstores::Result<()> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// let mut listing = store.entries(ListOptions::new().key_prefix("user:"));
+    /// while let Some(page) = listing.next_page().await? {
+    ///     for entry in page {
+    ///         println!("{} ({} bytes)", entry.key, entry.size);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     fn entries(&self, options: ListOptions) -> Entries {
-        RedisStore::entries(self, options)
+        let pattern = self.prefix.as_deref().map(|prefix| {
+            if options.descendants {
+                redis_pattern(prefix)
+            } else {
+                // The glob of `prefix:escaped-key-prefix`, ending in `*`
+                // instead of the `:*` that selects a namespace.
+                let mut pattern = redis_pattern(&redis_key(Some(prefix), &options.key_prefix));
+                pattern.truncate(pattern.len() - 2);
+                pattern.push('*');
+                pattern
+            }
+        });
+        Entries::new(ServerCursor {
+            store: self.clone(),
+            scan: pattern.map(Scan::new),
+            options,
+        })
     }
 
+    /// Writes `entries` (listed from any store, or read from an export) into
+    /// this namespace, each at its namespace path below this one, with its
+    /// value and absolute expiry exactly as given (`SET … PXAT`), replacing
+    /// what is there. Entries that have already expired are skipped.
+    /// Returns how many were written.
+    ///
+    /// Needs Redis 6.2 or later, or any Valkey. Written in pipelines of a
+    /// thousand; not atomic: if one fails, others may have been written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if an entry has no value, before anything
+    /// is written; [`Error::NamespaceRequired`] for an entry of this
+    /// namespace itself on a store built with `namespace(None)`; connection
+    /// and server errors otherwise.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use kvstores::{Bytes, Entry, Maintenance, RedisStore};
+    ///
+    /// # async fn example() -> kvstores::Result<()> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// let entry = Entry::new("k", Bytes::from_static(b"v"), Some(4_102_444_800_000));
+    /// assert_eq!(store.import_entries(vec![entry]).await?, 1);
+    /// # Ok(()) }
+    /// ```
     async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-        RedisStore::import_entries(self, entries).await
+        let live = importable(entries, crate::Clock::system().unix_millis())?;
+        let mut written = 0;
+        let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        let mut live = live.peekable();
+        while live.peek().is_some() {
+            batch.clear();
+            batch.extend(live.by_ref().take(IMPORT_BATCH));
+            let mut keys = Vec::with_capacity(batch.len());
+            for entry in &batch {
+                let target =
+                    (entry.namespace.iter()).fold(self.clone(), |s, n| s.with_namespace(n));
+                if target.prefix.is_none() {
+                    return Err(Error::NamespaceRequired);
+                }
+                keys.push(target.key(&entry.key));
+            }
+            let groups = self.shared.by_slot(&keys);
+            let pipelines = groups.into_iter().map(|group| {
+                let mut pipe = ::redis::pipe();
+                for i in group {
+                    let entry = &batch[i];
+                    let value = entry.value.as_deref().unwrap_or_default();
+                    let cmd = pipe.cmd("SET").arg(&keys[i]).arg(value);
+                    if let Some(at) = entry.expires_at {
+                        cmd.arg("PXAT").arg(at.min(MAX_TTL_MILLIS));
+                    }
+                    cmd.ignore();
+                }
+                pipe
+            });
+            // Its SETs are safe to apply twice.
+            (self.shared)
+                .run_all(pipelines.collect(), "SET PXAT")
+                .await?;
+            written += batch.len();
+        }
+        Ok(written)
     }
 }

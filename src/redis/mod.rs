@@ -404,14 +404,6 @@ impl RedisStore {
         &self.shared.server
     }
 
-    /// What this process has done through this store's connection, counted
-    /// for every clone and namespace sharing it; see
-    /// [`StoreStats`](crate::StoreStats). The server expires keys itself, so
-    /// `expirations` (and `evictions`) stay 0.
-    pub fn stats(&self) -> crate::StoreStats {
-        self.shared.stats.snapshot()
-    }
-
     fn key(&self, key: &str) -> String {
         redis_key(self.prefix.as_deref(), key)
     }

@@ -16,7 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvstores::{AtomicStore, BatchStore, Bytes, Error, NamespacedStore, Store, StoreStats};
+use kvstores::prelude::*;
+use kvstores::{Bytes, Error, StoreStats};
 
 /// Stamps every behaviour below as a `#[tokio::test]` for one backend.
 /// `$make` is an expression (usually an `async` block) giving a fresh,
@@ -450,11 +451,11 @@ where
 /// Stats count hits, misses, sets and deletes of the root store and every
 /// namespace of it. Not stamped by `ext_suite!`: `stats` is a method of each
 /// store type, passed in as `stats`.
-pub async fn stats_count_what_the_store_did<S>(store: S, stats: fn(&S) -> StoreStats)
+pub async fn stats_count_what_the_store_did<S>(store: S)
 where
-    S: AtomicStore + BatchStore + NamespacedStore,
+    S: FullStore + NamespacedStore,
 {
-    let before = stats(&store);
+    let before = store.stats();
     assert_eq!(before, StoreStats::default());
     let child = store.with_namespace("child");
     store.set("a", b("1"), None).await.unwrap(); // set
@@ -471,12 +472,12 @@ where
     store.exists("a").await.unwrap(); // not counted
     store.delete("a").await.unwrap(); // delete
     child.delete_many(&["x", "never"]).await.unwrap(); // 2 deletes
-    let after = stats(&child);
+    let after = child.stats();
     assert_eq!(
         (after.sets, after.hits, after.misses, after.deletes),
         (5, 3, 2, 3),
         "{after:?}"
     );
     assert_eq!((after.expirations, after.evictions), (0, 0));
-    assert_eq!(stats(&store), after);
+    assert_eq!(store.stats(), after);
 }
