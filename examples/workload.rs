@@ -26,12 +26,15 @@
 //! one store. Only the operations are timed; the store is emptied before
 //! each one.
 
+mod common;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Figure;
 use kvstores::{Bytes, MemoryStore, Store};
 
 const OPS: [&str; 7] = [
@@ -224,9 +227,9 @@ async fn run<S: Store + Clone + 'static>(
     store: S,
     purge: Option<Purge<S>>,
 ) -> Result<(), String> {
-    let keys: Arc<[String]> = (0..args.ops).map(|i| format!("key-{i}")).collect();
-    let missing: Arc<[String]> = (0..args.ops).map(|i| format!("missing-{i}")).collect();
-    let values: Arc<[Bytes]> = random_values(args.ops, args.value_size).into();
+    let keys = common::keys(args.ops, "key");
+    let missing = common::keys(args.ops, "missing");
+    let values = common::random_values(args.ops, args.value_size);
     for &concurrency in &args.concurrency {
         for op in &args.op {
             store.delete_all().await.map_err(|e| e.to_string())?;
@@ -261,12 +264,15 @@ async fn run<S: Store + Clone + 'static>(
                     timed(&store, op, concurrency, &keys, &missing, &values).await?
                 }
             };
-            println!(
-                "{{\"system\":\"{system}\",\"op\":\"{op}\",\"concurrency\":{concurrency},\"ops\":{},\"value_size\":{},\"secs\":{secs:.6},\"ops_per_s\":{:.1}}}",
-                args.ops,
-                args.value_size,
-                args.ops as f64 / secs
-            );
+            Figure {
+                system,
+                op,
+                concurrency,
+                ops: args.ops,
+                value_size: args.value_size,
+                secs,
+            }
+            .print();
         }
     }
     store.delete_all().await.map_err(|e| e.to_string())
@@ -282,25 +288,20 @@ async fn load<S: Store + Clone + 'static>(
     values: &Arc<[Bytes]>,
     ttl: impl Fn(usize) -> Option<Duration> + Copy + Send + 'static,
 ) -> Result<(), String> {
-    const LOADERS: usize = 64;
-    let tasks: Vec<_> = (0..LOADERS)
-        .map(|task| {
-            let (store, keys, values) = (store.clone(), keys.clone(), values.clone());
-            tokio::spawn(async move {
-                for i in (task..keys.len()).step_by(LOADERS) {
-                    store
-                        .set(&keys[i], values[i].clone(), ttl(i))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok::<(), String>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    Ok(())
+    common::on_tasks(64, keys.len(), |indices| {
+        let (store, keys, values) = (store.clone(), keys.clone(), values.clone());
+        async move {
+            for i in indices {
+                store
+                    .set(&keys[i], values[i].clone(), ttl(i))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+    })
+    .await
+    .map(drop)
 }
 
 /// Runs the N operations of `op` on `concurrency` tasks and returns the
@@ -315,55 +316,30 @@ async fn timed<S: Store + Clone + 'static>(
     values: &Arc<[Bytes]>,
 ) -> Result<f64, String> {
     let op: &'static str = OPS.iter().find(|o| **o == op).expect("a known op");
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|task| {
-            let (store, keys, missing, values) =
-                (store.clone(), keys.clone(), missing.clone(), values.clone());
-            tokio::spawn(async move {
-                for i in (task..keys.len()).step_by(concurrency) {
-                    let key = &keys[i];
-                    let ok = match op {
-                        "set" => store.set(key, values[i].clone(), None).await.is_ok(),
-                        "set_ttl" => store.set(key, values[i].clone(), Some(TTL)).await.is_ok(),
-                        "get_hit" => store.get(key, None).await.is_ok_and(|v| v.is_some()),
-                        "get_miss" => store
-                            .get(&missing[i], None)
-                            .await
-                            .is_ok_and(|v| v.is_none()),
-                        "get_renew" => store.get(key, Some(TTL)).await.is_ok_and(|v| v.is_some()),
-                        "delete" => store.delete(key).await.is_ok(),
-                        _ => unreachable!(),
-                    };
-                    if !ok {
-                        return Err(format!("{op} of {key} failed"));
-                    }
+    common::on_tasks(concurrency, keys.len(), |indices| {
+        let (store, keys, missing, values) =
+            (store.clone(), keys.clone(), missing.clone(), values.clone());
+        async move {
+            for i in indices {
+                let key = &keys[i];
+                let ok = match op {
+                    "set" => store.set(key, values[i].clone(), None).await.is_ok(),
+                    "set_ttl" => store.set(key, values[i].clone(), Some(TTL)).await.is_ok(),
+                    "get_hit" => store.get(key, None).await.is_ok_and(|v| v.is_some()),
+                    "get_miss" => store
+                        .get(&missing[i], None)
+                        .await
+                        .is_ok_and(|v| v.is_none()),
+                    "get_renew" => store.get(key, Some(TTL)).await.is_ok_and(|v| v.is_some()),
+                    "delete" => store.delete(key).await.is_ok(),
+                    _ => unreachable!(),
+                };
+                if !ok {
+                    return Err(format!("{op} of {key} failed"));
                 }
-                Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    Ok(start.elapsed().as_secs_f64())
-}
-
-/// `count` values of `size` pseudo-random bytes (xorshift: reproducible, and
-/// no dependency for something this small).
-fn random_values(count: usize, size: usize) -> Vec<Bytes> {
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    (0..count)
-        .map(|_| {
-            (0..size)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect::<Vec<u8>>()
-                .into()
-        })
-        .collect()
+            }
+            Ok(())
+        }
+    })
+    .await
 }
