@@ -113,8 +113,8 @@ def scaling_chart(scaling):
     sizes = sorted({k[2] for k in scaling})
     times = [t for points in series.values() for _, t in points]
     xt, yt = decades(min(sizes), max(sizes)), decades(min(times), max(times))
-    left, right, top, bottom_margin = 70, 230, 40, 45
-    width, height = 760, 420
+    left, right, top, bottom_margin = 70, 280, 40, 45
+    width, height = 820, 420
     pw, ph = width - left - right, height - top - bottom_margin
 
     def x(size):
