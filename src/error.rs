@@ -18,7 +18,11 @@ pub(crate) type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// Everything that can go wrong in a store.
 ///
 /// Match on the variant to tell causes apart; the `Display` text is meant for
-/// people and names what failed and where (a path, or a `host:port`).
+/// people and names what failed and where (a path, or a `host:port`). The
+/// underlying error of a dependency or of the operating system is never
+/// part of that text: it is [`source()`](StdError::source), so that error
+/// reporters that walk the chain (`anyhow`, `eyre`, a `{:#}` printer) show
+/// each cause once.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -27,6 +31,50 @@ pub enum Error {
     InvalidArgument {
         /// What was wrong with it.
         message: String,
+    },
+    /// The key holds a value that is not a counter, so
+    /// [`AtomicStore::increment`](crate::AtomicStore::increment) refused to
+    /// change it. A counter is a canonical decimal `i64` (`"42"`, `"-7"`).
+    NotACounter,
+    /// [`AtomicStore::increment`](crate::AtomicStore::increment) would take
+    /// the counter past the range of an `i64`; it was left as it was.
+    CounterOverflow {
+        /// The counter's value.
+        value: i64,
+        /// The amount that would have overflowed it.
+        delta: i64,
+    },
+    /// A key and value together are larger than the backend can hold; nothing
+    /// was written.
+    TooLarge {
+        /// The size that was refused, in bytes.
+        size: u64,
+    },
+    /// The database file is already open in this process with other options
+    /// (mode, durability or clock); open it with the same ones to share it.
+    AlreadyOpen {
+        /// The database file.
+        path: PathBuf,
+        /// The options it is open with, for the message.
+        options: String,
+    },
+    /// The store lacks an ability the caller needs, such as a store
+    /// registered with [`StoreRegistry::register`](crate::StoreRegistry::register)
+    /// that implements only [`Store`](crate::Store), asked for through
+    /// [`StoreRegistry::get_full`](crate::StoreRegistry::get_full).
+    Unsupported {
+        /// What is missing.
+        message: String,
+    },
+    /// Stored data did not decode: a value, record or line that is not in
+    /// the format the reader expects. Nothing was changed.
+    Decode {
+        /// What could not be decoded, e.g. `key "abc"` or `line 3`.
+        what: String,
+        /// What is wrong with it.
+        message: String,
+        /// The decoder's error, when there is one.
+        source: Option<BoxError>,
     },
     /// `delete_all` was called on a Redis/Valkey store built without a
     /// namespace: it would have to delete keys it cannot tell from other
@@ -103,11 +151,27 @@ impl fmt::Display for Error {
             Error::AlreadyRegistered { name } => {
                 write!(f, "a store named {name:?} is already registered")
             }
-            Error::Io {
-                path,
-                action,
-                source,
-            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Error::NotACounter => f.write_str(
+                "the key holds a value that is not a counter \
+                 (a decimal 64-bit integer such as \"42\")",
+            ),
+            Error::CounterOverflow { value, delta } => write!(
+                f,
+                "incrementing the counter {value} by {delta} would overflow a 64-bit integer"
+            ),
+            Error::TooLarge { size } => write!(
+                f,
+                "a key and value of {size} bytes are more than the store can hold"
+            ),
+            Error::AlreadyOpen { path, options } => write!(
+                f,
+                "{} is already open in this process with other options ({options}); \
+                 open it with the same ones to share it",
+                path.display()
+            ),
+            Error::Unsupported { message } => f.write_str(message),
+            Error::Decode { what, message, .. } => write!(f, "cannot decode {what}: {message}"),
+            Error::Io { path, action, .. } => write!(f, "cannot {action} {}", path.display()),
             Error::Database { path, message, .. } => {
                 write!(f, "database {}: {message}", path.display())
             }
@@ -132,9 +196,40 @@ impl StdError for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::Database { source, .. }
+            | Error::Decode { source, .. }
             | Error::Connection { source, .. }
             | Error::Server { source, .. } => source.as_deref().map(|e| e as _),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each cause is printed once: by whoever walks `source()`, never also
+    /// inside the message.
+    #[test]
+    fn messages_leave_their_cause_to_source() {
+        let cause = std::io::Error::other("disk on fire");
+        let err = Error::Io {
+            path: PathBuf::from("/data/store.redb"),
+            action: "open",
+            source: cause,
+        };
+        assert_eq!(err.to_string(), "cannot open /data/store.redb");
+        assert_eq!(err.source().unwrap().to_string(), "disk on fire");
+
+        let err = Error::Decode {
+            what: "key \"abc\"".to_owned(),
+            message: "not a session record".to_owned(),
+            source: Some(Box::new(std::io::Error::other("bad byte"))),
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot decode key \"abc\": not a session record"
+        );
+        assert_eq!(err.source().unwrap().to_string(), "bad byte");
     }
 }

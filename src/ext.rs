@@ -1,9 +1,11 @@
 //! Extension traits: atomic counters and set-if-absent ([`AtomicStore`]),
-//! and multi-key operations ([`BatchStore`]).
+//! multi-key operations ([`BatchStore`]), and looking after a store
+//! ([`Maintenance`]: counters, purging, listing, importing), with
+//! [`FullStore`] naming all of them at once.
 //!
 //! They live beside [`Store`] rather than in it so that a type of your own
 //! stays a `Store` by writing the six methods of that trait; every backend of
-//! this crate implements both extensions, and so do `Arc<S>` and `Box<S>`.
+//! this crate implements every extension, and so do `Arc<S>` and `Box<S>`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Error, Result, Store};
+use crate::{Entries, Entry, Error, ListOptions, Result, Store, StoreStats};
 
 /// Operations that read and write one key as a single atomic step: no other
 /// task, thread, process or client sharing the store can come in between.
@@ -68,9 +70,10 @@ pub trait AtomicStore: Store {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for a zero `expires_in`, when the key holds
-    /// a value that is not a counter (not a canonical decimal `i64`), or when
-    /// the result would overflow an `i64`; nothing is written then. Or the
+    /// [`Error::InvalidArgument`] for a zero `expires_in`,
+    /// [`Error::NotACounter`] when the key holds a value that is not a
+    /// counter (not a canonical decimal `i64`), [`Error::CounterOverflow`]
+    /// when the result would overflow an `i64`; nothing is written then. Or the
     /// backend's failure; on Redis/Valkey an increment whose connection
     /// breaks before the reply is not retried (it could count twice), so it
     /// may or may not have been applied.
@@ -87,7 +90,7 @@ pub trait AtomicStore: Store {
     /// assert_eq!(store.get("hits", None).await?, Some(Bytes::from_static(b"3")));
     ///
     /// store.set("name", Bytes::from_static(b"alice"), None).await?;
-    /// assert!(matches!(store.increment("name", 1, None).await, Err(Error::InvalidArgument { .. })));
+    /// assert!(matches!(store.increment("name", 1, None).await, Err(Error::NotACounter)));
     /// # Ok::<(), kvstores::Error>(()) }).unwrap();
     /// ```
     async fn increment(&self, key: &str, delta: i64, expires_in: Option<Duration>) -> Result<i64>;
@@ -223,6 +226,102 @@ pub trait BatchStore: Store {
     async fn delete_many(&self, keys: &[&str]) -> Result<()>;
 }
 
+/// Looking after a store: its counters, removing what has expired, and
+/// listing and importing its entries (what the `kvstores` command, exports
+/// and backups use).
+///
+/// Every backend implements it; a store of your own can too, and is then
+/// listed, exported and imported like the built-in ones.
+///
+/// | backend | `delete_expired` | `entries` |
+/// | --- | --- | --- |
+/// | `MemoryStore` | walks the expiry index of the namespace's subtree | a snapshot of the subtree taken at the first page, in stored-key order |
+/// | `FileStore` | reads only what has expired, from the expiry index | a range scan, one read transaction per page, in stored-key order |
+/// | `RedisStore`, `ValkeyStore` | nothing to do: the server expires keys itself, so it returns 0 | `SCAN` pages, in no order |
+///
+/// # Example
+///
+/// ```
+/// use kvstores::prelude::*;
+/// use kvstores::{Bytes, ListOptions, MemoryStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// store.with_namespace("users").set("alice", Bytes::from_static(b"1"), None).await?;
+///
+/// let mut listing = store.entries(ListOptions::new().descendants(true).values(true));
+/// let page = listing.next_page().await?.unwrap();
+/// assert_eq!((page[0].namespace.as_slice(), page[0].key.as_str()), (&["users".to_owned()][..], "alice"));
+///
+/// let copy = MemoryStore::new();
+/// assert_eq!(copy.import_entries(page).await?, 1);
+/// assert!(copy.with_namespace("users").exists("alice").await?);
+/// assert_eq!(Maintenance::stats(&copy).sets, 1);
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
+/// ```
+#[async_trait]
+pub trait Maintenance: Store {
+    /// The store's operation counters (see [`StoreStats`] for what each
+    /// counts and what a root store shares with its namespaces).
+    fn stats(&self) -> StoreStats;
+
+    /// Removes the expired entries of this namespace and of its descendants
+    /// that are still stored, and returns how many it removed. Expired
+    /// entries are never returned by any read, so this only gives their
+    /// space back; a store that expires by itself (Redis, Valkey) returns 0.
+    ///
+    /// # Errors
+    ///
+    /// The backend's failure; what was removed before it stays removed.
+    async fn delete_expired(&self) -> Result<usize>;
+
+    /// Lists the live entries of this namespace, as `options` say, page by
+    /// page (see [`Entries`] for the order and what a listing sees of
+    /// concurrent writes).
+    fn entries(&self, options: ListOptions) -> Entries;
+
+    /// Writes `entries` (listed from any store, or read from an export)
+    /// into this namespace, each at its namespace path below this one, with
+    /// its value and absolute expiry exactly as given, replacing what is
+    /// there. Entries that have already expired are skipped. Returns how
+    /// many were written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if an entry has no value (it was listed
+    /// without [`ListOptions::values`]), before anything is written; the
+    /// backend's failure otherwise, after which some entries may have been
+    /// written.
+    async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize>;
+}
+
+/// Every ability of a kvstores backend in one trait object:
+/// [`Store`] with [`AtomicStore`], [`BatchStore`] and [`Maintenance`].
+///
+/// It is implemented for every type that implements the four, so each
+/// backend is one, and so is a store of your own that implements them.
+/// This is what [`StoreRegistry::get_full`](crate::StoreRegistry::get_full)
+/// hands out, and what a rate limiter or a session store takes: an
+/// `Arc<dyn FullStore>` can count and create atomically, and still goes
+/// wherever an `Arc<dyn Store>` is wanted (trait upcasting).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use kvstores::{FullStore, MemoryStore, Store};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let full: Arc<dyn FullStore> = Arc::new(MemoryStore::new());
+/// assert_eq!(full.increment("hits", 1, None).await?, 1);
+/// let plain: Arc<dyn Store> = full; // the same store, as a plain Store
+/// assert!(plain.exists("hits").await?);
+/// # Ok::<(), kvstores::Error>(()) }).unwrap();
+/// ```
+pub trait FullStore: AtomicStore + BatchStore + Maintenance {}
+
+impl<S: AtomicStore + BatchStore + Maintenance + ?Sized> FullStore for S {}
+
 macro_rules! forward_ext {
     ($($ptr:ident),*) => {$(
         #[async_trait]
@@ -247,6 +346,22 @@ macro_rules! forward_ext {
                 (**self).delete_many(keys).await
             }
         }
+
+        #[async_trait]
+        impl<S: Maintenance + ?Sized> Maintenance for $ptr<S> {
+            fn stats(&self) -> StoreStats {
+                (**self).stats()
+            }
+            async fn delete_expired(&self) -> Result<usize> {
+                (**self).delete_expired().await
+            }
+            fn entries(&self, options: ListOptions) -> Entries {
+                (**self).entries(options)
+            }
+            async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
+                (**self).import_entries(entries).await
+            }
+        }
     )*};
 }
 
@@ -269,17 +384,14 @@ pub(crate) fn parse_counter(value: Option<&[u8]>) -> Result<i64> {
 /// `current + delta`, refused rather than wrapped on overflow.
 #[cfg_attr(not(any(feature = "memory", feature = "file")), allow(dead_code))]
 pub(crate) fn add_to_counter(current: i64, delta: i64) -> Result<i64> {
-    current.checked_add(delta).ok_or_else(|| {
-        Error::invalid_argument(format!(
-            "incrementing the counter {current} by {delta} would overflow a 64-bit integer"
-        ))
+    current.checked_add(delta).ok_or(Error::CounterOverflow {
+        value: current,
+        delta,
     })
 }
 
 pub(crate) fn not_a_counter() -> Error {
-    Error::invalid_argument(
-        "the key holds a value that is not a counter (a decimal 64-bit integer such as \"42\")",
-    )
+    Error::NotACounter
 }
 
 #[cfg(test)]

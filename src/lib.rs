@@ -55,7 +55,9 @@
 //! - `store` — the [`Store`] and [`NamespacedStore`] traits: the contract.
 //! - `error` — the one [`Error`] type and [`Result`].
 //! - `ext` — the extension traits every backend implements: [`AtomicStore`]
-//!   (counters, set-if-absent) and [`BatchStore`] (many keys at once).
+//!   (counters, set-if-absent), [`BatchStore`] (many keys at once),
+//!   [`Maintenance`] (stats, purging, listing, importing), and [`FullStore`]
+//!   naming them all.
 //! - [`namespace`] — the stable mapping from (namespace path, key) to stored
 //!   keys and to the ranges or patterns that select a namespace.
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
@@ -67,8 +69,8 @@
 //!   expiry index, group commit on a writer thread, shared by processes.
 //! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
 //!   multiplexed, reconnecting connection per root store.
-//! - `listing` — [`Entries`], the page-by-page listing of a file's or a
-//!   server's namespace, and the [`Entry`]s it returns.
+//! - `listing` — [`Entries`], the page-by-page listing of a namespace, the
+//!   [`Entry`]s it returns and the [`EntryCursor`] a backend implements.
 //! - `export` — the JSON-lines format that carries entries between stores
 //!   (feature `export`).
 //! - `bin/kvstores` — the `kvstores` command (feature `cli`).
@@ -93,12 +95,6 @@ pub mod export;
 mod ext;
 #[cfg(feature = "file")]
 mod file;
-#[cfg(any(
-    feature = "file",
-    feature = "redis",
-    feature = "valkey",
-    feature = "export"
-))]
 mod listing;
 #[cfg(feature = "memory")]
 mod memory;
@@ -133,29 +129,22 @@ pub mod server {
 }
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
-pub use ext::{AtomicStore, BatchStore};
+pub use ext::{AtomicStore, BatchStore, FullStore, Maintenance};
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use file::{FileDurability, FileStore, FileStoreBuilder, FileUsage};
-#[cfg(any(
-    feature = "file",
-    feature = "redis",
-    feature = "valkey",
-    feature = "export"
-))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(any(
-        feature = "file",
-        feature = "redis",
-        feature = "valkey",
-        feature = "export"
-    )))
-)]
-pub use listing::{Entries, Entry, ListOptions};
+pub use listing::{Entries, Entry, EntryCursor, ListOptions};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use registry::StoreRegistry;
 pub use stats::StoreStats;
 pub use store::{NamespacedStore, Store};
+
+/// Every trait of the crate, for `use kvstores::prelude::*;`: the methods
+/// of the extension traits are then callable on any store.
+pub mod prelude {
+    pub use crate::{
+        AtomicStore, BatchStore, EntryCursor, FullStore, Maintenance, NamespacedStore, Store,
+    };
+}

@@ -1,6 +1,7 @@
-//! Listing what a namespaced store holds, page by page: the [`Entry`]s a
-//! [`FileStore`](crate::FileStore) or a Redis/Valkey store returns from
-//! `entries`, and the [`ListOptions`] that choose them.
+//! Listing what a namespaced store holds, page by page: the [`Entry`]s
+//! that [`Maintenance::entries`](crate::Maintenance::entries) returns, the
+//! [`ListOptions`] that choose them, and the [`EntryCursor`] a backend (or a
+//! store of your own) implements to list.
 //!
 //! A listing is a cursor, not a snapshot: each page is read on its own (one
 //! read transaction of the file, one `SCAN` call on a server), so a program
@@ -9,6 +10,7 @@
 //! deleted or expiring meanwhile may or may not be. Expired entries are never
 //! listed.
 
+use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::Result;
@@ -20,6 +22,7 @@ use crate::Result;
 /// [`FileStore::import_entries`](crate::FileStore::import_entries)), e.g.
 /// from a `FileStore`'s root into a Redis store's default namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Entry {
     /// The namespace below the listed store's (empty for the store's own
     /// keys).
@@ -105,26 +108,49 @@ impl ListOptions {
     }
 }
 
+/// The source of a listing's pages: what a backend implements to be listed.
+///
+/// [`Entries`] wraps one, so a store of your own can be listed (and so
+/// exported) by implementing this and
+/// [`Maintenance::entries`](crate::Maintenance::entries).
+#[async_trait]
+pub trait EntryCursor: Send {
+    /// Returns the next page of entries, or `None` once the listing is over.
+    /// A page may be empty (e.g. a `SCAN` step that matched nothing):
+    /// `Entries` skips it. After `None`, `Entries` never asks again.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error for a failed read; the listing can be resumed by
+    /// calling again.
+    async fn next_page(&mut self) -> Result<Option<Vec<Entry>>>;
+}
+
 /// A listing in progress: call [`next_page`](Entries::next_page) until it
 /// returns `None`.
 ///
-/// A `FileStore` lists in stored-key order (namespace by namespace, keys in
-/// byte order), each entry once. A Redis/Valkey listing follows `SCAN`: no
-/// order, and a key may be listed twice if the server rehashes meanwhile.
+/// A `FileStore` and a `MemoryStore` list in stored-key order (namespace by
+/// namespace, keys in byte order), each entry once. A Redis/Valkey listing
+/// follows `SCAN`: no order, and a key may be listed twice if the server
+/// rehashes meanwhile.
 pub struct Entries {
-    pub(crate) source: Source,
-}
-
-pub(crate) enum Source {
-    #[cfg(feature = "file")]
-    File(crate::file::list::FileCursor),
-    #[cfg(any(feature = "redis", feature = "valkey"))]
-    Server(crate::redis::list::ServerCursor),
-    /// A listing that is over (or was empty from the start).
-    Done,
+    /// `None` once the listing is over.
+    cursor: Option<Box<dyn EntryCursor>>,
 }
 
 impl Entries {
+    /// A listing that reads its pages from `cursor`.
+    pub fn new(cursor: impl EntryCursor + 'static) -> Self {
+        Entries {
+            cursor: Some(Box::new(cursor)),
+        }
+    }
+
+    /// A listing with nothing in it.
+    pub fn empty() -> Self {
+        Entries { cursor: None }
+    }
+
     /// Returns the next page of entries (never an empty one), or `None`
     /// once the listing is over.
     ///
@@ -142,7 +168,7 @@ impl Entries {
     /// # Example
     ///
     /// ```
-    /// use kvstores::{Bytes, FileStore, ListOptions, NamespacedStore, Store};
+    /// use kvstores::{Bytes, FileStore, ListOptions, Maintenance, NamespacedStore, Store};
     ///
     /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
     /// # let dir = tempfile::tempdir().unwrap();
@@ -162,17 +188,14 @@ impl Entries {
     /// # Ok::<_, kvstores::Error>(()) }).unwrap();
     /// ```
     pub async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
-        let page = match &mut self.source {
-            #[cfg(feature = "file")]
-            Source::File(cursor) => cursor.next_page().await?,
-            #[cfg(any(feature = "redis", feature = "valkey"))]
-            Source::Server(cursor) => cursor.next_page().await?,
-            Source::Done => None,
-        };
-        if page.is_none() {
-            self.source = Source::Done;
+        while let Some(cursor) = &mut self.cursor {
+            match cursor.next_page().await? {
+                Some(page) if page.is_empty() => continue,
+                Some(page) => return Ok(Some(page)),
+                None => self.cursor = None,
+            }
         }
-        Ok(page)
+        Ok(None)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use kvstores::{Bytes, Error, MemoryStore, NamespacedStore, Store, StoreRegistry};
 
@@ -145,4 +146,129 @@ fn debug_lists_the_names() {
         format!("{registry:?}"),
         r#"StoreRegistry { names: ["a", "b"], .. }"#
     );
+}
+
+/// A store of the user's own that implements only `Store`.
+#[derive(Clone, Default)]
+struct PlainStore(MemoryStore);
+
+#[async_trait::async_trait]
+impl Store for PlainStore {
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> kvstores::Result<()> {
+        self.0.set(key, value, ttl).await
+    }
+    async fn get(&self, key: &str, renew: Option<Duration>) -> kvstores::Result<Option<Bytes>> {
+        self.0.get(key, renew).await
+    }
+    async fn delete(&self, key: &str) -> kvstores::Result<()> {
+        self.0.delete(key).await
+    }
+    async fn delete_all(&self) -> kvstores::Result<()> {
+        self.0.delete_all().await
+    }
+    async fn exists(&self, key: &str) -> kvstores::Result<bool> {
+        self.0.exists(key).await
+    }
+    async fn expires_in(&self, key: &str) -> kvstores::Result<Option<Duration>> {
+        self.0.expires_in(key).await
+    }
+}
+
+#[tokio::test]
+async fn get_full_hands_out_the_same_store_with_every_ability() {
+    let registry = StoreRegistry::new();
+    let full = registry.get_full("rate_limit").unwrap();
+    assert_eq!(full.increment("client", 1, None).await.unwrap(), 1);
+    let plain = registry.get("rate_limit");
+    assert_eq!(
+        plain.get("client", None).await.unwrap(),
+        Some(Bytes::from_static(b"1"))
+    );
+    let upcast: Arc<dyn Store> = full.clone();
+    assert!(Arc::ptr_eq(&upcast, &plain));
+    assert!(Arc::ptr_eq(
+        &full,
+        &registry.get_full("rate_limit").unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn backends_from_the_plain_factory_and_register_are_full_stores() {
+    let root = MemoryStore::new();
+    let factory_root = root.clone();
+    let registry =
+        StoreRegistry::with_default_factory(move |name| factory_root.with_namespace(name));
+    let sessions = registry.get_full("sessions").unwrap();
+    assert!(
+        sessions
+            .set_if_absent("id", Bytes::from_static(b"v"), None)
+            .await
+            .unwrap()
+    );
+    assert!(root.with_namespace("sessions").exists("id").await.unwrap());
+
+    registry
+        .register("cache", MemoryStore::new(), false)
+        .unwrap();
+    assert!(registry.get_full("cache").is_ok());
+}
+
+#[tokio::test]
+async fn a_plain_store_of_ones_own_is_handed_out_by_get_but_refused_by_get_full() {
+    let registry = StoreRegistry::new();
+    registry
+        .register("mine", PlainStore::default(), false)
+        .unwrap();
+    registry
+        .get("mine")
+        .set("k", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+    let err = registry.get_full("mine").err().unwrap();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("\"mine\""), "{err}");
+
+    let plain_factory = StoreRegistry::with_default_factory(|_| PlainStore::default());
+    assert!(matches!(
+        plain_factory.get_full("any"),
+        Err(Error::Unsupported { .. })
+    ));
+    assert!(
+        plain_factory
+            .get("any")
+            .set("k", Bytes::new(), None)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn register_full_and_the_full_factory_take_any_full_store() {
+    // An Arc around a backend is a FullStore, but not one the plain
+    // signatures can recognise.
+    let registry = StoreRegistry::with_full_factory(|_| Arc::new(MemoryStore::new()));
+    registry
+        .register("wrapped", Arc::new(MemoryStore::new()), false)
+        .unwrap();
+    assert!(matches!(
+        registry.get_full("wrapped"),
+        Err(Error::Unsupported { .. })
+    ));
+    registry
+        .register_full("wrapped", Arc::new(MemoryStore::new()), true)
+        .unwrap();
+    assert_eq!(
+        registry
+            .get_full("wrapped")
+            .unwrap()
+            .increment("n", 2, None)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(matches!(
+        registry.register_full("wrapped", MemoryStore::new(), false),
+        Err(Error::AlreadyRegistered { .. })
+    ));
+    assert!(registry.get_full("from-factory").is_ok());
 }

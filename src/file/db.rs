@@ -51,7 +51,8 @@ impl Db {
 }
 
 /// Turns a redb error into the crate's, naming the file and what was being
-/// done. The one place where redb's errors are mapped.
+/// done (`doing` reads as "cannot {doing} the file"). The one place where
+/// redb's errors are mapped; redb's text stays in `source()`.
 pub(super) fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Error>) -> Error {
     let path = path.to_owned();
     match e.into() {
@@ -63,19 +64,49 @@ pub(super) fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Erro
         },
         e => Error::Database {
             path,
-            message: format!("{doing} failed: {e}"),
+            message: format!("could not {doing} it"),
             source: Some(Box::new(e)),
         },
     }
 }
 
-/// The error of a batch that failed as a whole, for each of its callers.
-pub(super) fn batch_error(path: &Path, doing: &str, e: &Arc<redb::Error>) -> Error {
-    Error::Database {
-        path: path.to_owned(),
-        message: format!("{doing} failed: {e}"),
-        source: Some(Box::new(e.clone())),
+/// [`db_error`] for opening a file, which tells a file that is not redb at
+/// all from a failure to open one.
+pub(super) fn open_error(path: &Path, e: redb::Error) -> Error {
+    match e {
+        redb::Error::Io(source) if source.kind() == std::io::ErrorKind::InvalidData => {
+            Error::Database {
+                path: path.to_owned(),
+                message: "not a kvstores database: the file is not a redb database at all; \
+                      it was left unchanged"
+                    .into(),
+                source: Some(Box::new(source)),
+            }
+        }
+        e => db_error(path, "open", e),
     }
+}
+
+/// [`db_error`] for each caller of a batch that failed as a whole.
+pub(super) fn shared_error(path: &Path, doing: &'static str, e: &Arc<redb::Error>) -> Error {
+    let path = path.to_owned();
+    match &**e {
+        redb::Error::Io(io) => Error::Io {
+            path,
+            action: doing,
+            source: std::io::Error::new(io.kind(), e.clone()),
+        },
+        _ => Error::Database {
+            path,
+            message: format!("could not {doing} it"),
+            source: Some(Box::new(e.clone())),
+        },
+    }
+}
+
+/// A key and value that redb cannot hold, `size` bytes together.
+pub(super) fn too_large(size: usize) -> Error {
+    Error::TooLarge { size: size as u64 }
 }
 
 /// Runs `f` on tokio's blocking pool.
@@ -105,14 +136,13 @@ pub(super) fn backup(db: &Db, dest: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&partial);
         let copy = redb::Database::builder()
             .create(&partial)
-            .map_err(|e| db_error(&partial, "create a backup", e))?;
+            .map_err(|e| db_error(&partial, "create", e))?;
         db.with(|database| {
             let snapshot = database.begin_read()?;
             tables::copy_all(&snapshot, &copy)
         })
-        .map_err(|e| db_error(&partial, "write a backup", e))?;
-        copy.close()
-            .map_err(|e| db_error(&partial, "close the backup", e))?;
+        .map_err(|e| db_error(&partial, "write to", e))?;
+        copy.close().map_err(|e| db_error(&partial, "close", e))?;
         // A link, unlike a rename, never replaces a file that appeared at
         // `dest` meanwhile.
         std::fs::hard_link(&partial, dest).map_err(|e| io("write a backup to", e))?;

@@ -16,8 +16,7 @@ use redb::ReadableDatabase;
 use super::FileStore;
 use super::db::{blocking, db_error};
 use super::tables::{ENTRIES, is_live};
-use super::writer::Op;
-use crate::listing::{Entries, Entry, ListOptions, Source};
+use crate::listing::{Entries, Entry, EntryCursor, ListOptions};
 use crate::namespace::{decode_table_key, table_key, table_range_end};
 use crate::{Error, Result};
 
@@ -64,14 +63,12 @@ impl FileStore {
             table_key(&prefix, &options.key_prefix)
         };
         let end = table_range_end(&start);
-        Entries {
-            source: Source::File(FileCursor {
-                store: self.clone(),
-                next: Some(Bound::Included(start)),
-                end,
-                options,
-            }),
-        }
+        Entries::new(FileCursor {
+            store: self.clone(),
+            next: Some(Bound::Included(start)),
+            end,
+            options,
+        })
     }
 
     /// Counts the live and expired entries of this namespace and its
@@ -187,13 +184,13 @@ impl FileStore {
             }
             let mut prefix = self.prefix.to_vec();
             prefix.extend(crate::namespace::table_prefix(&entry.namespace));
-            let op = Op::Set {
-                key: table_key(&prefix, &entry.key),
-                value: entry.value.unwrap_or_default(),
-                expires_at: entry.expires_at,
-            };
+            let key = table_key(&prefix, &entry.key);
+            let value = entry.value.unwrap_or_default();
+            let at = entry.expires_at;
             let store = self.clone();
-            tasks.spawn(async move { store.write(op).await });
+            tasks.spawn(async move {
+                (store.write(move |tables| Ok(tables.set(&key, &value, at)?))).await
+            });
             if tasks.len() >= IN_FLIGHT
                 && let Some(done) = tasks.join_next().await
             {
@@ -215,7 +212,7 @@ fn joined<T>(done: Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
 }
 
 /// A `FileStore` listing in progress.
-pub(crate) struct FileCursor {
+struct FileCursor {
     store: FileStore,
     /// Where the next page starts; `None` once the range is exhausted.
     next: Option<Bound<Vec<u8>>>,
@@ -227,8 +224,9 @@ pub(crate) struct FileCursor {
 /// One stored row as a page read it: stored key, expiry, size, value.
 type Row = (Vec<u8>, Option<u64>, u64, Option<Bytes>);
 
-impl FileCursor {
-    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
+#[async_trait::async_trait]
+impl EntryCursor for FileCursor {
+    async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
         // Pages of expired or filtered-out rows give nothing: read on until
         // something is found or the range ends.
         while let Some(start) = self.next.take() {
@@ -255,7 +253,9 @@ impl FileCursor {
         }
         Ok(None)
     }
+}
 
+impl FileCursor {
     /// Reads up to [`PAGE`] rows from `start`, keeping the live ones, and
     /// returns them with the last key read if the range may go on after it.
     async fn read_page(&self, start: Bound<Vec<u8>>) -> Result<(Vec<Row>, Option<Vec<u8>>)> {
@@ -290,5 +290,24 @@ impl FileCursor {
             .map_err(|e| db_error(&db.path, "list", e))
         })
         .await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Maintenance for FileStore {
+    fn stats(&self) -> crate::StoreStats {
+        FileStore::stats(self)
+    }
+
+    async fn delete_expired(&self) -> Result<usize> {
+        FileStore::delete_expired(self).await
+    }
+
+    fn entries(&self, options: ListOptions) -> Entries {
+        FileStore::entries(self, options)
+    }
+
+    async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
+        FileStore::import_entries(self, entries).await
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! # Design
 //!
-//! - `atomic` — `AtomicStore` and `BatchStore`: their writes are ops of the
+//! - `atomic` — `AtomicStore` and `BatchStore`: their writes are jobs of the
 //!   writer thread, so each runs inside one write transaction.
 //! - `db` — the shared database handle, redb's errors mapped to the crate's
 //!   in one place, and the backup copy.
@@ -10,6 +10,7 @@
 //!   ordered by time, format version 1) and every read and write on it.
 //! - `writer` — group commit: one thread per database applies all writes
 //!   waiting at the moment in one transaction, then replies to each caller.
+//!   A write is a closure over `Tables` with its own result type.
 //! - `reader` — the same for lookups: one read transaction per batch.
 //! - `sweep` — the opt-in background sweeper of expired entries.
 //! - `worker` — the thread-and-channel plumbing the two share.
@@ -49,7 +50,8 @@ use crate::{NamespacedStore, Result, Store};
 use db::{Db, backup, blocking, db_error};
 use open::Options;
 use reader::Reader;
-use writer::{Done, Op, Writer};
+use tables::{Fault, Tables};
+use writer::Writer;
 
 pub use list::FileUsage;
 
@@ -86,29 +88,13 @@ pub use list::FileUsage;
 ///
 /// # Performance
 ///
-/// The standard workload (`BENCH.md`; 20,000 keys, 100-byte values), ops/s
-/// on a 2-core machine with an ordinary SSD, from
-/// `cargo run --release --features full --example workload -- --backend file
-/// [--exclusive [--flush-every 1000]]`:
-///
-/// | op, concurrency | default | `exclusive` | `exclusive` + `Periodic(1 s)` |
-/// | --- | --: | --: | --: |
-/// | `set`, 1 | 1,051 | 2,356 | 26,043 |
-/// | `set`, 64 | 31,010 | 56,839 | 400,468 |
-/// | `get_hit`, 1 | 37,931 | 39,579 | 57,997 |
-/// | `get_hit`, 64 | 442,269 | 520,848 | 1,308,477 |
-/// | `get_renew`, 64 | 23,670 | 33,328 | 217,085 |
-/// | `delete`, 64 | 32,374 | 63,904 | 505,830 |
-/// | `delete_expired`, 10,000 of 20,000 keys | 34 ms | 40 ms | 19 ms |
-///
+/// Figures of the standard workload, beside redb alone and the stores users
+/// would pick instead, are in the repository's `BENCHMARKS.md`.
 /// A write costs a commit, so a lone writer gets the disk's commit rate;
 /// concurrent writers share commits, so their rate grows with their number.
-/// Raw redb committing each of the same 20,000 sets alone
-/// (`examples/redb_baseline.rs`) managed 1,342 sets/s in multi-writer mode
-/// and 3,055 sets/s in its default exclusive mode at concurrency 64. Reads
-/// never wait for a commit. `delete_expired` costs what has expired: its
-/// index scan reads nothing else, but removing entries scattered through a
-/// large file rewrites one page each (10,000 among 1,000,000 keys: 0.3 s).
+/// Reads never wait for a commit. `delete_expired` costs what has expired:
+/// its index scan reads nothing else, but removing entries scattered through
+/// a large file rewrites one page each.
 ///
 /// # Expiry and the clock
 ///
@@ -256,8 +242,9 @@ impl FileStoreBuilder {
     /// - [`Error::InUse`](crate::Error::InUse): another process has the file open and one of the
     ///   two asked for [`exclusive`](Self::exclusive) access;
     /// - [`Error::InvalidArgument`](crate::Error::InvalidArgument): [`FileDurability::Periodic`] without
-    ///   exclusive mode, or the file is already open in this process with
-    ///   other options.
+    ///   exclusive mode;
+    /// - [`Error::AlreadyOpen`](crate::Error::AlreadyOpen): the file is already open in this process
+    ///   with other options.
     ///
     /// # Example
     ///
@@ -367,17 +354,11 @@ impl FileStore {
     /// # Ok::<_, kvstores::Error>(()) }).unwrap();
     /// ```
     pub async fn delete_expired(&self) -> Result<usize> {
-        let op = Op::DeleteExpired {
-            prefix: self.prefix.to_vec(),
-            now: self.clock.unix_millis(),
-        };
-        match self.inner.writer().submit(op).await? {
-            Done::Count(n) => {
-                self.inner.stats.add(0, Event::Expiration, n as u64);
-                Ok(n)
-            }
-            _ => unreachable!("DeleteExpired replies with a count"),
-        }
+        let prefix = self.prefix.to_vec();
+        let now = self.clock.unix_millis();
+        let n = (self.write(move |tables| Ok(tables.delete_expired(&prefix, now)?))).await?;
+        self.inner.stats.add(0, Event::Expiration, n as u64);
+        Ok(n)
     }
 
     /// Writes a consistent copy of the whole database (every namespace, not
@@ -459,8 +440,25 @@ impl FileStore {
         .await
     }
 
-    async fn write(&self, op: Op) -> Result<Done> {
-        self.inner.writer().submit(op).await
+    /// Runs `apply` on the writer thread, in the transaction of the next
+    /// group commit, and returns its result once that commit is done.
+    async fn write<R, F>(&self, apply: F) -> Result<R>
+    where
+        F: FnMut(&mut Tables<'_>) -> Result<R, Fault> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.inner.writer().write(apply).await
+    }
+
+    /// The stored form of this namespace's `key`, once it is known that redb
+    /// can hold it with `value`: an entry too large is refused here, before
+    /// it reaches a group commit.
+    fn stored_key(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let key = table_key(&self.prefix, key);
+        match key.len().saturating_add(value.len()) {
+            size if size > tables::MAX_ENTRY => Err(db::too_large(size)),
+            _ => Ok(key),
+        }
     }
 
     /// Looks `key` up on the reader thread: its expiry and, if `value`, its
@@ -489,13 +487,9 @@ impl Store for FileStore {
     async fn set(&self, key: &str, value: Bytes, expires_in: Option<Duration>) -> Result<()> {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let expires_at = ttl.map(|ms| self.clock.unix_millis().saturating_add(ms));
-        let key = table_key(&self.prefix, key);
-        self.write(Op::Set {
-            key,
-            value,
-            expires_at,
-        })
-        .await?;
+        let key = self.stored_key(key, &value)?;
+        self.write(move |tables| Ok(tables.set(&key, &value, expires_at)?))
+            .await?;
         self.inner.stats.one(Event::Set);
         Ok(())
     }
@@ -509,14 +503,15 @@ impl Store for FileStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let key = table_key(&self.prefix, key);
-        self.write(Op::Delete { key }).await?;
+        self.write(move |tables| Ok(tables.delete(&key)?)).await?;
         self.inner.stats.one(Event::Delete);
         Ok(())
     }
 
     async fn delete_all(&self) -> Result<()> {
         let prefix = self.prefix.to_vec();
-        self.write(Op::DeleteRange { prefix }).await.map(drop)
+        self.write(move |tables| Ok(tables.delete_range(&prefix)?))
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
@@ -539,15 +534,10 @@ impl FileStore {
         };
         let ms = ttl_millis(renew_for, "renew_for")?;
         let now = self.clock.unix_millis();
-        let op = Op::Renew {
-            key: table_key(&self.prefix, key),
-            now,
-            expires_at: now.saturating_add(ms),
-        };
-        match self.write(op).await? {
-            Done::Value(value) => Ok(value),
-            _ => unreachable!("Renew replies with a value"),
-        }
+        let key = table_key(&self.prefix, key);
+        let expires_at = now.saturating_add(ms);
+        self.write(move |tables| Ok(tables.renew(&key, now, expires_at)?))
+            .await
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use redb::{ConcurrencyMode, ReadableDatabase};
 
 use super::Inner;
-use super::db::{Db, db_error};
+use super::db::{Db, db_error, open_error};
 use super::reader::Reader;
 use super::tables::{self, Format};
 use super::writer::Writer;
@@ -65,11 +65,10 @@ pub(super) fn open(path: &Path, create_directories: bool, options: Options) -> R
             // whose drop takes that lock.
             drop(open);
             drop(inner);
-            return Err(Error::invalid_argument(format!(
-                "{} is already open in this process with other options ({theirs:?}); \
-                 open it with the same ones to share it",
-                canonical.display()
-            )));
+            return Err(Error::AlreadyOpen {
+                path: canonical,
+                options: format!("{theirs:?}"),
+            });
         }
         return Ok(inner);
     }
@@ -188,19 +187,6 @@ fn probe(path: &Path, options: Options) -> Result<()> {
     match format {
         Format::Current | Format::Empty => Ok(()),
         other => Err(format_error(path, other)),
-    }
-}
-
-fn open_error(path: &Path, e: redb::Error) -> Error {
-    match e {
-        redb::Error::Io(source) if source.kind() == ErrorKind::InvalidData => Error::Database {
-            path: path.to_owned(),
-            message: "not a kvstores database: the file is not a redb database at all; \
-                      it was left unchanged"
-                .into(),
-            source: Some(Box::new(source)),
-        },
-        e => db_error(path, "open", e),
     }
 }
 

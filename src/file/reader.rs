@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use bytes::Bytes;
 use redb::ReadableDatabase;
 
-use super::db::{Db, batch_error};
+use super::db::{Db, shared_error};
 use super::tables::{self, ENTRIES};
 use super::worker::{Reply, Worker, drain};
 use crate::Result;
@@ -96,7 +96,7 @@ fn serve(db: &Db, queue: &mpsc::Receiver<Job>) {
             Err(e) => {
                 let e = Arc::new(e);
                 for job in batch {
-                    let _ = job.reply.send(Err(batch_error(&db.path, "read", &e)));
+                    let _ = job.reply.send(Err(shared_error(&db.path, "read", &e)));
                 }
             }
         }

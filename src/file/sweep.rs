@@ -8,8 +8,7 @@
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use super::atomic::ExtOp;
-use super::writer::{Done, Op};
+use super::tables::Tables;
 use super::{FileStore, FileStoreBuilder};
 use crate::stats::Event;
 use crate::sweeper::Sweeper;
@@ -75,11 +74,10 @@ impl FileStore {
             let Some(inner) = inner.upgrade() else {
                 return false;
             };
-            let op = Op::Ext(ExtOp::SweepExpired {
-                now: clock.unix_millis(),
-                max: PER_TICK,
-            });
-            if let Ok(Done::Count(n)) = inner.writer().submit_blocking(op) {
+            let now = clock.unix_millis();
+            let sweep =
+                move |tables: &mut Tables<'_>| Ok(tables.delete_expired_at_most(now, PER_TICK)?);
+            if let Ok(n) = inner.writer().write_blocking(sweep) {
                 inner.stats.add(0, Event::Expiration, n as u64);
             }
             true

@@ -32,11 +32,19 @@ use redb::{
     WriteTransaction,
 };
 
+use crate::Error;
+use crate::ext::{add_to_counter, parse_counter};
+
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("kvstores.meta");
 pub(super) const ENTRIES: TableDefinition<&[u8], (Option<u64>, &[u8])> =
     TableDefinition::new("kvstores.entries");
 pub(super) const EXPIRY: TableDefinition<(u64, &[u8]), ()> =
     TableDefinition::new("kvstores.expiry");
+
+/// The most bytes of stored key and value one entry may have: redb refuses
+/// values over 3 GiB, and the entry's value and the expiry index's key add a
+/// few bytes of their own to what is given.
+pub(super) const MAX_ENTRY: usize = (3 << 30) - 64;
 
 /// A result carrying any of redb's errors.
 pub(super) type DbResult<T> = Result<T, redb::Error>;
@@ -97,6 +105,23 @@ pub(super) fn initialize(txn: &WriteTransaction) -> DbResult<Format> {
     Ok(Format::Current)
 }
 
+/// Why a write did not complete inside its transaction.
+pub(super) enum Fault {
+    /// Refused for its own caller before it wrote anything (not a counter,
+    /// an overflow): the rest of the batch goes on.
+    Refused(Error),
+    /// redb failed. A value too large fails its own caller alone (the
+    /// transaction is abandoned and retried without it); any other error
+    /// fails the whole batch.
+    Storage(StorageError),
+}
+
+impl From<StorageError> for Fault {
+    fn from(e: StorageError) -> Self {
+        Fault::Storage(e)
+    }
+}
+
 /// Whether an entry with expiry `expires_at` is live at `now`.
 pub(super) fn is_live(expires_at: Option<u64>, now: u64) -> bool {
     expires_at.is_none_or(|at| now < at)
@@ -150,6 +175,41 @@ impl<'txn> Tables<'txn> {
             let (at, value) = entry.value();
             is_live(at, now).then(|| (at, Bytes::copy_from_slice(value)))
         }))
+    }
+
+    /// Adds `delta` to the counter at `key` (a missing or expired entry
+    /// counts as 0) and returns the new value. An existing counter keeps its
+    /// expiry; a new one gets `expires_at`. A value that is not a counter,
+    /// or an overflow, refuses the write before anything changes.
+    pub(super) fn increment(
+        &mut self,
+        key: &[u8],
+        delta: i64,
+        now: u64,
+        expires_at: Option<u64>,
+    ) -> Result<i64, Fault> {
+        let live = self.get_live(key, now)?;
+        let new = parse_counter(live.as_ref().map(|(_, v)| &v[..]))
+            .and_then(|current| add_to_counter(current, delta))
+            .map_err(Fault::Refused)?;
+        let at = live.map_or(expires_at, |(at, _)| at);
+        self.set(key, new.to_string().as_bytes(), at)?;
+        Ok(new)
+    }
+
+    /// Stores `value` unless `key` holds a live entry; returns whether it did.
+    pub(super) fn set_if_absent(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        now: u64,
+        expires_at: Option<u64>,
+    ) -> Result<bool, StorageError> {
+        if self.get_live(key, now)?.is_some() {
+            return Ok(false);
+        }
+        self.set(key, value, expires_at)?;
+        Ok(true)
     }
 
     pub(super) fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {

@@ -1,14 +1,14 @@
 //! Group commit: one thread per open database turns every write waiting at
 //! the moment into one redb write transaction.
 //!
-//! Callers send a [`Job`] down a channel and await its reply. The thread
-//! takes the first job, drains whatever else is queued (up to
-//! [`MAX_BATCH`]), applies them in order in one transaction, commits, and
-//! only then replies to each. So a caller's future completes once the commit
-//! holding its write has returned: durable with [`Durability::Immediate`],
-//! visible (and durable at the next flush) with [`Durability::None`]. While
-//! one batch commits the next one queues, so the commit rate, not the
-//! caller count, bounds throughput: many concurrent writers share each fsync.
+//! A write is a closure over [`Tables`] with its own result type, sent down a
+//! channel with a reply channel of that type. The thread takes the first job,
+//! drains whatever else is queued (up to [`MAX_BATCH`]), applies them in
+//! order in one transaction, commits, and only then replies to each. So a
+//! caller's future completes once the commit holding its write has returned:
+//! durable with [`Durability::Immediate`], visible (and durable at the next
+//! flush) with [`Durability::None`]. While one batch commits the next one
+//! queues, so the commit rate, not the caller count, bounds throughput.
 //!
 //! A dedicated thread rather than `spawn_blocking` per batch: the batch
 //! boundary then falls naturally where the thread comes back for more, and
@@ -18,12 +18,10 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use redb::{Durability, StorageError};
 
-use super::atomic::ExtOp;
-use super::db::{Db, batch_error};
-use super::tables::Tables;
+use super::db::{Db, shared_error, too_large};
+use super::tables::{Fault, Tables};
 use super::worker::{Reply, Worker, drain};
 use crate::{Error, Result};
 
@@ -31,50 +29,54 @@ use crate::{Error, Result};
 /// gets replies at a steady pace.
 const MAX_BATCH: usize = 4096;
 
-/// A write, in stored-key form, with times already read from the clock.
-pub(super) enum Op {
-    Set {
-        key: Vec<u8>,
-        value: Bytes,
-        expires_at: Option<u64>,
-    },
-    Delete {
-        key: Vec<u8>,
-    },
-    Renew {
-        key: Vec<u8>,
-        now: u64,
-        expires_at: u64,
-    },
-    DeleteRange {
-        prefix: Vec<u8>,
-    },
-    DeleteExpired {
-        prefix: Vec<u8>,
-        now: u64,
-    },
-    /// `AtomicStore` and `BatchStore` operations (`atomic.rs`).
-    Ext(ExtOp),
+/// A queued write of any result type, as the thread sees it.
+trait Pending: Send {
+    /// Runs the write in `tables`, keeping its own result until the commit.
+    /// An error abandons the transaction.
+    fn apply(&mut self, tables: &mut Tables<'_>) -> Result<(), StorageError>;
+    /// Replies with the kept result, or with `failed` when the write was not
+    /// committed.
+    fn reply(self: Box<Self>, failed: Option<Error>);
 }
 
-/// What a job gives back.
-pub(super) enum Done {
-    Unit,
-    Value(Option<Bytes>),
-    Count(usize),
-    Int(i64),
-    Bool(bool),
+struct Job<F, R> {
+    /// Re-runnable: an abandoned transaction is retried without the write
+    /// that was too large, re-applying the others.
+    apply: F,
+    result: Option<Result<R>>,
+    reply: Reply<R>,
 }
 
-pub(super) struct Job {
-    op: Op,
-    reply: Reply<Done>,
+impl<F, R> Pending for Job<F, R>
+where
+    F: FnMut(&mut Tables<'_>) -> Result<R, Fault> + Send,
+    R: Send,
+{
+    fn apply(&mut self, tables: &mut Tables<'_>) -> Result<(), StorageError> {
+        self.result = match (self.apply)(tables) {
+            Ok(done) => Some(Ok(done)),
+            Err(Fault::Refused(e)) => Some(Err(e)),
+            Err(Fault::Storage(e)) => return Err(e),
+        };
+        Ok(())
+    }
+
+    fn reply(self: Box<Self>, failed: Option<Error>) {
+        let result = match (failed, self.result) {
+            (Some(e), _) | (None, Some(Err(e))) => Err(e),
+            (None, Some(Ok(done))) => Ok(done),
+            (None, None) => unreachable!("a committed write was applied"),
+        };
+        let _ = self.reply.send(result);
+    }
 }
+
+type Queued = Box<dyn Pending>;
 
 /// The handle to a database's writer thread. Dropping it lets the thread
 /// commit the queued jobs, make everything durable and exit, and waits for
-/// that, so that the file can be closed when the last store handle is gone.
-pub(super) struct Writer(Worker<Job>);
+/// that.
+pub(super) struct Writer(Worker<Queued>);
 
 impl Writer {
     /// Starts the writer thread of `db`. With `flush_every`, batches commit
@@ -85,18 +87,38 @@ impl Writer {
         Worker::start("writer", path, move |queue| run(&db, &queue, flush_every)).map(Writer)
     }
 
-    /// Queues `op` and waits for the commit that holds it.
-    pub(super) async fn submit(&self, op: Op) -> Result<Done> {
-        self.0.call(|reply| Job { op, reply }).await
+    /// Queues the write `apply` and waits for the commit that holds it.
+    pub(super) async fn write<R, F>(&self, apply: F) -> Result<R>
+    where
+        F: FnMut(&mut Tables<'_>) -> Result<R, Fault> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.0.call(|reply| job(apply, reply)).await
     }
 
-    /// [`submit`](Self::submit) for a plain thread, outside any runtime.
-    pub(super) fn submit_blocking(&self, op: Op) -> Result<Done> {
-        self.0.call_blocking(|reply| Job { op, reply })
+    /// [`write`](Self::write) for a plain thread, outside any runtime.
+    pub(super) fn write_blocking<R, F>(&self, apply: F) -> Result<R>
+    where
+        F: FnMut(&mut Tables<'_>) -> Result<R, Fault> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.0.call_blocking(|reply| job(apply, reply))
     }
 }
 
-fn run(db: &Db, queue: &mpsc::Receiver<Job>, flush_every: Option<Duration>) {
+fn job<R, F>(apply: F, reply: Reply<R>) -> Queued
+where
+    F: FnMut(&mut Tables<'_>) -> Result<R, Fault> + Send + 'static,
+    R: Send + 'static,
+{
+    Box::new(Job {
+        apply,
+        result: None,
+        reply,
+    })
+}
+
+fn run(db: &Db, queue: &mpsc::Receiver<Queued>, flush_every: Option<Duration>) {
     // When the oldest commit not yet durable must be made durable, if any.
     let mut flush_by: Option<Instant> = None;
     loop {
@@ -104,7 +126,7 @@ fn run(db: &Db, queue: &mpsc::Receiver<Job>, flush_every: Option<Duration>) {
             None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(at) => queue.recv_timeout(at.saturating_duration_since(Instant::now())),
         };
-        let mut batch = match first {
+        let batch = match first {
             Ok(job) => drain(job, queue, MAX_BATCH),
             Err(RecvTimeoutError::Timeout) => {
                 flush(db);
@@ -126,7 +148,7 @@ fn run(db: &Db, queue: &mpsc::Receiver<Job>, flush_every: Option<Duration>) {
                 false
             }
         };
-        commit_batch(db, &mut batch, durable);
+        commit_batch(db, batch, durable);
         if durable {
             flush_by = None;
         }
@@ -135,69 +157,45 @@ fn run(db: &Db, queue: &mpsc::Receiver<Job>, flush_every: Option<Duration>) {
 
 /// Applies and commits `batch`, then replies to every job in it.
 ///
-/// A job refused by redb before it changed anything (a value too large)
-/// fails alone. Any other failure abandons the whole transaction, and every
-/// job of the batch gets the error: none of them was written.
-fn commit_batch(db: &Db, batch: &mut Vec<Job>, durable: bool) {
-    let outcome = db.with(|database| {
-        let mut txn = database.begin_write()?;
-        if !durable {
-            txn.set_durability(Durability::None)?;
-        }
-        let mut results = Vec::with_capacity(batch.len());
-        {
-            let mut tables = Tables::open(&txn)?;
-            for job in batch.iter() {
-                match apply(&mut tables, &job.op) {
-                    Ok(done) => results.push(done),
-                    Err(StorageError::ValueTooLarge(len)) => {
-                        results.push(Err(Error::invalid_argument(format!(
-                            "a key and value of {len} bytes are more than the file store can hold"
-                        ))));
+/// A job that redb finds too large may have written part of itself, so the
+/// transaction is abandoned, that job alone gets the error, and the others
+/// are applied again in a new transaction. Any other failure fails the whole
+/// batch: none of it was written.
+fn commit_batch(db: &Db, mut batch: Vec<Queued>, durable: bool) {
+    let outcome = loop {
+        let attempt = db.with(|database| {
+            let mut txn = database.begin_write()?;
+            if !durable {
+                txn.set_durability(Durability::None)?;
+            }
+            {
+                let mut tables = Tables::open(&txn)?;
+                for (i, job) in batch.iter_mut().enumerate() {
+                    match job.apply(&mut tables) {
+                        Ok(()) => {}
+                        Err(StorageError::ValueTooLarge(size)) => return Ok(Some((i, size))),
+                        Err(e) => return Err(e.into()),
                     }
-                    Err(e) => return Err(e.into()),
                 }
             }
-        }
-        txn.commit()?;
-        Ok(results)
-    });
-    match outcome {
-        Ok(results) => {
-            for (job, result) in batch.drain(..).zip(results) {
-                let _ = job.reply.send(result);
+            txn.commit()?;
+            Ok(None)
+        });
+        match attempt {
+            Ok(Some((i, size))) => {
+                batch.remove(i).reply(Some(too_large(size)));
+                if batch.is_empty() {
+                    return;
+                }
             }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(Arc::new(e)),
         }
-        Err(e) => {
-            let e = Arc::new(e);
-            for job in batch.drain(..) {
-                let doing = "commit (nothing of it was written)";
-                let _ = job.reply.send(Err(batch_error(&db.path, doing, &e)));
-            }
-        }
-    }
-}
-
-/// Applies `op`. The outer error abandons the transaction; the inner one
-/// fails this job alone and is returned only by an op that wrote nothing.
-fn apply(tables: &mut Tables<'_>, op: &Op) -> Result<Result<Done>, StorageError> {
-    let done = match op {
-        Op::Set {
-            key,
-            value,
-            expires_at,
-        } => tables.set(key, value, *expires_at).map(|()| Done::Unit),
-        Op::Delete { key } => tables.delete(key).map(|()| Done::Unit),
-        Op::Renew {
-            key,
-            now,
-            expires_at,
-        } => tables.renew(key, *now, *expires_at).map(Done::Value),
-        Op::DeleteRange { prefix } => tables.delete_range(prefix).map(|()| Done::Unit),
-        Op::DeleteExpired { prefix, now } => tables.delete_expired(prefix, *now).map(Done::Count),
-        Op::Ext(op) => return tables.apply_ext(op),
     };
-    done.map(Ok)
+    for job in batch {
+        let failed = outcome.as_ref().err();
+        job.reply(failed.map(|e| shared_error(&db.path, "commit", e)));
+    }
 }
 
 /// Makes every commit so far durable with an empty durable commit. A

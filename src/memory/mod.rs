@@ -25,6 +25,7 @@
 
 mod bounds;
 mod ext;
+mod list;
 mod map;
 
 use std::fmt;

@@ -24,17 +24,21 @@ use super::{Core, MAX_TTL_MILLIS, ServerKind, ServerStore, connection_lost, map_
 use crate::clock::opt_ttl_millis;
 use crate::ext::not_a_counter;
 use crate::stats::Event;
-use crate::{AtomicStore, BatchStore, Result};
+use crate::{AtomicStore, BatchStore, Error, Result};
 
 /// `increment`: KEYS[1] the key, ARGV[1] the delta, ARGV[2] the expiry in
 /// ms of a counter this creates (0: none). An `INCRBY` failure (not an
-/// integer, overflow, another type) comes back as an error reply with the
-/// code `NOTCOUNTER`, so that it can be told from any other failure.
+/// integer, another type) comes back as an error reply with the code
+/// `NOTCOUNTER`, and an overflow as `OVERFLOW <current value>`, so that
+/// each can be told from any other failure.
 static INCREMENT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local created = redis.call('EXISTS', KEYS[1]) == 0
 local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(n) == 'table' and n.err then
+    if string.find(n.err, 'overflow', 1, true) then
+        return redis.error_reply('OVERFLOW ' .. redis.call('GET', KEYS[1]))
+    end
     return redis.error_reply('NOTCOUNTER ' .. n.err)
 end
 if created and ARGV[2] ~= '0' then
@@ -65,7 +69,12 @@ impl Core {
             .invoke_async(&mut connection)
             .await
             .map_err(|err: RedisError| {
-                if err.code() == Some("NOTCOUNTER") {
+                let overflowed = (err.code() == Some("OVERFLOW"))
+                    .then(|| err.detail()?.trim().parse::<i64>().ok())
+                    .flatten();
+                if let Some(value) = overflowed {
+                    Error::CounterOverflow { value, delta }
+                } else if err.code() == Some("NOTCOUNTER") {
                     not_a_counter()
                 } else {
                     map_error(&self.shared.server, "INCRBY", err)

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::store::{ServerKind, ServerStore};
 use super::{Core, MAX_TTL_MILLIS, SCAN_COUNT, map_error};
-use crate::listing::{Entries, Entry, ListOptions, Source};
+use crate::listing::{Entries, Entry, EntryCursor, ListOptions};
 use crate::namespace::{decode_redis_key, redis_key, redis_pattern};
 use crate::{Error, Result};
 
@@ -64,14 +64,12 @@ impl<K: ServerKind> ServerStore<K> {
                 pattern
             }
         });
-        Entries {
-            source: Source::Server(ServerCursor {
-                core: self.core.clone(),
-                pattern,
-                cursor: Some(0),
-                options,
-            }),
-        }
+        Entries::new(ServerCursor {
+            core: self.core.clone(),
+            pattern,
+            cursor: Some(0),
+            options,
+        })
     }
 
     /// Writes `entries` (listed from any store, or read from an export) into
@@ -159,7 +157,7 @@ impl Core {
 }
 
 /// A Redis/Valkey listing in progress.
-pub(crate) struct ServerCursor {
+struct ServerCursor {
     core: Core,
     /// The SCAN pattern; `None` for a store without a namespace.
     pattern: Option<String>,
@@ -168,8 +166,9 @@ pub(crate) struct ServerCursor {
     options: ListOptions,
 }
 
-impl ServerCursor {
-    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
+#[async_trait::async_trait]
+impl EntryCursor for ServerCursor {
+    async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
         let Some(pattern) = &self.pattern else {
             return Err(Error::NamespaceRequired);
         };
@@ -196,7 +195,9 @@ impl ServerCursor {
         }
         Ok(None)
     }
+}
 
+impl ServerCursor {
     /// Decodes the keys SCAN returned, keeps those asked for and reads their
     /// values or sizes and expiries in one pipeline.
     async fn read(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Entry>> {
@@ -249,5 +250,26 @@ impl ServerCursor {
             });
         }
         Ok(page)
+    }
+}
+
+/// The server expires keys by itself, so there is never anything for
+/// `delete_expired` to remove.
+#[async_trait::async_trait]
+impl<K: ServerKind> crate::Maintenance for ServerStore<K> {
+    fn stats(&self) -> crate::StoreStats {
+        ServerStore::stats(self)
+    }
+
+    async fn delete_expired(&self) -> Result<usize> {
+        Ok(0)
+    }
+
+    fn entries(&self, options: ListOptions) -> Entries {
+        ServerStore::entries(self, options)
+    }
+
+    async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
+        ServerStore::import_entries(self, entries).await
     }
 }

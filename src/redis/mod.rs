@@ -326,7 +326,7 @@ fn connection_lost<T>(result: &::redis::RedisResult<T>) -> bool {
 /// a rejected password, an unexpected reply type) is [`Error::Server`].
 /// `server` is `host:port`; the client's error texts carry no credentials.
 pub(crate) fn map_error(server: &str, action: &str, err: RedisError) -> Error {
-    let message = format!("{action} failed: {err}");
+    let message = format!("{action} failed");
     let server = server.to_owned();
     if err.is_io_error()
         || err.is_timeout()

@@ -143,7 +143,10 @@ pub async fn increment_refuses_a_value_that_is_not_a_counter<S: AtomicStore>(sto
     ] {
         store.set("v", b(text), Some(LONG)).await.unwrap();
         let result = store.increment("v", 1, None).await;
-        assert!(is_invalid(result), "{text:?}");
+        assert!(
+            matches!(result, Err(Error::NotACounter)),
+            "{text:?}: {result:?}"
+        );
         assert_eq!(
             store.get("v", None).await.unwrap(),
             Some(b(text)),
@@ -157,13 +160,25 @@ pub async fn increment_refuses_a_value_that_is_not_a_counter<S: AtomicStore>(sto
 /// Overflowing an i64 either way is refused and changes nothing.
 pub async fn increment_refuses_to_overflow<S: AtomicStore>(store: S) {
     store.increment("max", i64::MAX, None).await.unwrap();
-    assert!(is_invalid(store.increment("max", 1, None).await));
+    assert!(matches!(
+        store.increment("max", 1, None).await,
+        Err(Error::CounterOverflow {
+            value: i64::MAX,
+            delta: 1
+        })
+    ));
     assert_eq!(
         store.get("max", None).await.unwrap(),
         Some(b(&i64::MAX.to_string()))
     );
     store.increment("min", i64::MIN, None).await.unwrap();
-    assert!(is_invalid(store.increment("min", -1, None).await));
+    assert!(matches!(
+        store.increment("min", -1, None).await,
+        Err(Error::CounterOverflow {
+            value: i64::MIN,
+            delta: -1
+        })
+    ));
     assert_eq!(store.increment("min", 0, None).await.unwrap(), i64::MIN);
 }
 

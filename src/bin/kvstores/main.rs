@@ -161,9 +161,18 @@ pub enum Failure {
     NotFound(String),
 }
 
-impl<E: std::fmt::Display> From<E> for Failure {
+/// One line: the error, then each of its causes after a colon, since the
+/// library keeps a cause's text out of its own message.
+impl<E: std::error::Error> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure::Error(e.to_string())
+        let mut line = e.to_string();
+        let mut cause = e.source();
+        while let Some(error) = cause {
+            line.push_str(": ");
+            line.push_str(&error.to_string());
+            cause = error.source();
+        }
+        Failure::Error(line)
     }
 }
 

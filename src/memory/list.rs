@@ -1,0 +1,103 @@
+//! Listing and importing a `MemoryStore`'s namespace: its [`Maintenance`]
+//! implementation.
+//!
+//! The map keeps deadlines on the monotonic clock; entries carry absolute
+//! Unix times, so both directions convert through the current instant of
+//! each clock.
+
+use async_trait::async_trait;
+
+use super::MemoryStore;
+use super::map::Node;
+use crate::listing::{Entries, Entry, EntryCursor, ListOptions};
+use crate::{Error, Maintenance, NamespacedStore, Result, StoreStats};
+
+/// Entries a page holds, as the other backends page.
+const PAGE: usize = 1000;
+
+#[async_trait]
+impl Maintenance for MemoryStore {
+    fn stats(&self) -> StoreStats {
+        MemoryStore::stats(self)
+    }
+
+    async fn delete_expired(&self) -> Result<usize> {
+        Ok(MemoryStore::delete_expired(self).await)
+    }
+
+    /// Takes a snapshot of the namespace (and, with
+    /// [`ListOptions::descendants`], of its subtree) when called, one shard
+    /// lock at a time, and pages through it: namespaces in order of their
+    /// path, keys in byte order.
+    fn entries(&self, options: ListOptions) -> Entries {
+        let mut entries = Vec::new();
+        if options.descendants {
+            self.node
+                .for_each_in_subtree(&mut |node| self.collect(node, &options, &mut entries));
+        } else {
+            self.collect(&self.node, &options, &mut entries);
+        }
+        entries.sort_unstable_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
+        Entries::new(Snapshot {
+            entries: entries.into_iter(),
+        })
+    }
+
+    async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
+        if entries.iter().any(|e| e.value.is_none()) {
+            return Err(Error::invalid_argument(
+                "an entry to import has no value: list with ListOptions::values(true)",
+            ));
+        }
+        let (unix, monotonic) = (self.clock.unix_millis(), self.clock.monotonic_millis());
+        let mut written = 0;
+        for entry in entries {
+            let expires_at = match entry.expires_at {
+                Some(at) if at <= unix => continue,
+                Some(at) => Some(monotonic.saturating_add(at - unix)),
+                None => None,
+            };
+            let store = (entry.namespace.iter())
+                .fold(self.clone(), |store, name| store.with_namespace(name));
+            store.set_one(&entry.key, entry.value.unwrap_or_default(), expires_at);
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+impl MemoryStore {
+    /// Appends the live entries of `node` that `options` select.
+    fn collect(&self, node: &Node, options: &ListOptions, out: &mut Vec<Entry>) {
+        let namespace = node.path[self.node.path.len()..].to_vec();
+        let (unix, monotonic) = (self.clock.unix_millis(), self.clock.monotonic_millis());
+        for shard in node.shards.iter() {
+            let shard = shard.read();
+            let live = (shard.map.iter()).filter(|(key, entry)| {
+                entry.is_live(monotonic) && key.starts_with(&*options.key_prefix)
+            });
+            out.extend(live.map(|(key, entry)| {
+                let mut listed = Entry::new(&**key, entry.value.clone(), None);
+                listed.namespace = namespace.clone();
+                listed.expires_at = entry.expires_at().map(|at| unix + (at - monotonic));
+                if !options.values {
+                    listed.value = None;
+                }
+                listed
+            }));
+        }
+    }
+}
+
+/// The listed entries, handed out a page at a time.
+struct Snapshot {
+    entries: std::vec::IntoIter<Entry>,
+}
+
+#[async_trait]
+impl EntryCursor for Snapshot {
+    async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
+        let page: Vec<Entry> = self.entries.by_ref().take(PAGE).collect();
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
