@@ -22,10 +22,10 @@
 #     operations, not --ops, to keep the run short; their lines say so;
 #   - with --python, scripts/python_peers.py (Litestar's stores and
 #     python-diskcache), installed with pip into target/python-peers;
-#   - with --scaling, once: examples/scaling (delete_expired and namespace
+#   - with --scaling, once (before the rounds): examples/scaling (delete_expired and namespace
 #     delete_all removing 10,000 entries from 10k, 100k and 1M keys; it
 #     repeats each point itself);
-#   - with --latency, once: examples/expiry_latency (p99 of concurrent get
+#   - with --latency, once (before the rounds): examples/expiry_latency (p99 of concurrent get
 #     and set while delete_expired removes 100,000 of 1,000,000 keys, for
 #     memory and file; --repeat runs each).
 # Every JSON line goes to target/compare/results.jsonl; the tables give the
@@ -182,6 +182,17 @@ for line in sys.stdin:
 ' "redis-benchmark-$server" "$c" | tee -a "$results" >&2
 }
 
+# The once-only runs first: if a long run is cut short, they are in.
+if [ "$scaling" = 1 ]; then
+    echo "== scaling" >&2
+    run "$bin/scaling" --repeat "$repeat"
+fi
+if [ "$latency" = 1 ]; then
+    echo "== delete_expired latency" >&2
+    run "$bin/expiry_latency" --backend memory --repeat "$repeat"
+    run "$bin/expiry_latency" --backend file --repeat "$repeat"
+fi
+
 for round in $(seq "$repeat"); do
     echo "== round $round of $repeat" >&2
     run "$bin/workload" --backend memory --ops "$ops"
@@ -212,15 +223,6 @@ for round in $(seq "$repeat"); do
     fi
 done
 
-if [ "$scaling" = 1 ]; then
-    echo "== scaling" >&2
-    run "$bin/scaling" --repeat "$repeat"
-fi
-if [ "$latency" = 1 ]; then
-    echo "== delete_expired latency" >&2
-    run "$bin/expiry_latency" --backend memory --repeat "$repeat"
-    run "$bin/expiry_latency" --backend file --repeat "$repeat"
-fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 echo "Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB of memory."

@@ -23,6 +23,10 @@ QUOTED = {
     ("litestar-memory", "get_hit", 64): 200_000.0,
     ("diskcache", "get_hit", 1): 107_000.0,
 }
+# The same for issue 16, whose table quotes diskcache at 125,781 gets/s.
+QUOTED_16 = {
+    ("diskcache", "get_hit", 1): 125_781.0,
+}
 
 
 def load(path):
@@ -96,6 +100,12 @@ def print_issue_16(runs, rate):
     print("| --- | --: | --: | --: | --: | --: | --- |")
     for what, ours_key, peer_key, factor in ISSUE_16:
         required = "" if factor is None else f"{factor:g}"
+        if ours_key in rate and peer_key not in rate and peer_key in QUOTED_16:
+            ours, peer = rate[ours_key], QUOTED_16[peer_key]
+            met = "" if factor is None else ("yes" if ours / peer >= factor else "NO")
+            print(f"| {what} | {ours:,.0f} | {peer:,.0f} (quoted in the issue) | {ours / peer:.2f} "
+                  f"| | {required} | {met} |")
+            continue
         if ours_key not in rate or peer_key not in rate:
             missing = " and ".join(k[0] for k in (ours_key, peer_key) if k not in rate)
             print(f"| {what} | | | | | {required} | not measured ({missing} not run) |")
