@@ -59,7 +59,7 @@ fn lookups(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
 
     let store = MemoryStore::new();
-    for key in &keys {
+    for key in keys.iter() {
         ready(store.set(key, value(), None)).unwrap();
     }
     group.bench_function("kvstores_memory", |b| {
@@ -106,7 +106,7 @@ fn operations(c: &mut Criterion) {
     let missing = common::keys(KEYS, "missing");
     let store = MemoryStore::new();
     let ttl = Some(Duration::from_secs(300));
-    for key in &keys {
+    for key in keys.iter() {
         ready(store.set(key, value(), ttl)).unwrap();
     }
     let mut group = c.benchmark_group("memory/op");
@@ -153,14 +153,14 @@ fn scaling(c: &mut Criterion) {
     for total in [10_000, 100_000, 1_000_000] {
         let clock = ManualClock::new();
         let store = MemoryStore::builder().clock(clock.clone()).build();
-        for key in common::keys(total - REMOVED, "kept") {
-            ready(store.set(&key, value(), Some(Duration::from_secs(3600)))).unwrap();
+        for key in common::keys(total - REMOVED, "kept").iter() {
+            ready(store.set(key, value(), Some(Duration::from_secs(3600)))).unwrap();
         }
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
-                    for key in &victims {
+                    for key in victims.iter() {
                         ready(store.set(key, value(), Some(Duration::from_secs(1)))).unwrap();
                     }
                     clock.advance(Duration::from_secs(1));
@@ -192,7 +192,7 @@ fn scaling(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
-                    for key in &victims {
+                    for key in victims.iter() {
                         ready(victim.set(key, value(), None)).unwrap();
                     }
                     let start = Instant::now();

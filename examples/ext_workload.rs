@@ -17,10 +17,13 @@
 //! mode on a new temporary file; Redis/Valkey use the root segment
 //! `kvstores-ext-workload`, emptied before each op.
 
-use std::process::ExitCode;
-use std::time::Instant;
+#[path = "../benches/common/mod.rs"]
+mod common;
 
-use kvstores::{AtomicStore, BatchStore, Bytes, MemoryStore, Store};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kvstores::{Bytes, FullStore, MemoryStore};
 
 const COUNTERS: usize = 100;
 const BATCH: usize = 20;
@@ -49,63 +52,53 @@ fn main() -> ExitCode {
             }
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = common::runtime();
     runtime.block_on(async {
         let system = format!("kvstores-{backend}");
         match backend.as_str() {
-            "memory" => run(&system, MemoryStore::new(), ops, &concurrency).await,
+            "memory" => run(&system, Arc::new(MemoryStore::new()), ops, &concurrency).await,
             #[cfg(feature = "file")]
             "file" => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
                 let store = kvstores::FileStore::open(dir.path().join("ext.redb")).expect("open");
-                run(&system, store, ops, &concurrency).await
+                run(&system, Arc::new(store), ops, &concurrency).await
             }
-            #[cfg(feature = "redis")]
-            "redis" => {
-                let url = url.as_deref().unwrap_or(kvstores::RedisStore::DEFAULT_URL);
-                let store = kvstores::RedisStore::builder(url)
-                    .namespace(Some("kvstores-ext-workload"))
-                    .connect()
-                    .await
-                    .expect("connect");
+            backend => {
+                let store =
+                    match common::connect_server(backend, url.as_deref(), "kvstores-ext-workload")
+                        .await
+                    {
+                        Ok(store) => store,
+                        Err(message) => {
+                            eprintln!("{message}");
+                            return ExitCode::from(2);
+                        }
+                    };
                 run(&system, store, ops, &concurrency).await
-            }
-            #[cfg(feature = "valkey")]
-            "valkey" => {
-                let url = url.as_deref().unwrap_or(kvstores::ValkeyStore::DEFAULT_URL);
-                let store = kvstores::ValkeyStore::builder(url)
-                    .namespace(Some("kvstores-ext-workload"))
-                    .connect()
-                    .await
-                    .expect("connect");
-                run(&system, store, ops, &concurrency).await
-            }
-            other => {
-                eprintln!("backend {other:?} is unknown or not compiled in");
-                return ExitCode::from(2);
             }
         }
         ExitCode::SUCCESS
     })
 }
 
-async fn run<S>(system: &str, store: S, ops: usize, concurrency: &[usize])
-where
-    S: AtomicStore + BatchStore + Clone + 'static,
-{
-    let keys: Vec<String> = (0..ops).map(|i| format!("key-{i}")).collect();
-    let value = Bytes::from(vec![7u8; 100]);
+async fn run(system: &str, store: Arc<dyn FullStore>, ops: usize, concurrency: &[usize]) {
+    let keys = common::keys(ops, "key");
+    let value = common::value();
     for &c in concurrency {
         store.delete_all().await.expect("delete_all");
-        let secs = timed(c, ops, &store, |store, i| async move {
-            let key = format!("counter-{}", i % COUNTERS);
-            store.increment(&key, 1, None).await.expect("increment");
+        let secs = common::timed(c, ops, |share| {
+            let store = store.clone();
+            async move {
+                for i in share {
+                    let key = format!("counter-{}", i % COUNTERS);
+                    store.increment(&key, 1, None).await.expect("increment");
+                }
+                Ok(())
+            }
         })
-        .await;
-        let total: i64 = counters_sum(&store).await;
+        .await
+        .expect("increments");
+        let total: i64 = counters_sum(&*store).await;
         assert_eq!(total, ops as i64, "increments lost");
         print(system, "increment", c, ops, secs, None);
 
@@ -116,30 +109,32 @@ where
             store.set_many(&entries, None).await.expect("set_many");
         }
         let calls = ops / BATCH;
-        let keys = std::sync::Arc::new(keys.clone());
-        let value = value.clone();
-        let secs = timed(c, calls, &store, move |store, i| {
-            let (keys, value) = (keys.clone(), value.clone());
+        let secs = common::timed(c, calls, |share| {
+            let (store, keys, value) = (store.clone(), keys.clone(), value.clone());
             async move {
-                let batch: Vec<&str> = keys[i * BATCH..(i + 1) * BATCH]
-                    .iter()
-                    .map(String::as_str)
-                    .collect();
-                let got = store.get_many(&batch).await.expect("get_many");
-                assert!(
-                    got.iter().all(|v| v.as_ref() == Some(&value)),
-                    "wrong values"
-                );
+                for i in share {
+                    let batch: Vec<&str> = keys[i * BATCH..(i + 1) * BATCH]
+                        .iter()
+                        .map(String::as_str)
+                        .collect();
+                    let got = store.get_many(&batch).await.expect("get_many");
+                    assert!(
+                        got.iter().all(|v| v.as_ref() == Some(&value)),
+                        "wrong values"
+                    );
+                }
+                Ok(())
             }
         })
-        .await;
+        .await
+        .expect("get_many");
         print(system, "get_many20", c, calls, secs, Some(BATCH));
     }
     store.delete_all().await.expect("delete_all");
 }
 
 /// The sum of all counters, read back in one batch.
-async fn counters_sum<S: BatchStore>(store: &S) -> i64 {
+async fn counters_sum(store: &dyn FullStore) -> i64 {
     let names: Vec<String> = (0..COUNTERS).map(|i| format!("counter-{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let values = store.get_many(&names).await.expect("get_many");
@@ -150,36 +145,15 @@ async fn counters_sum<S: BatchStore>(store: &S) -> i64 {
         .sum()
 }
 
-/// Runs `f(store, i)` for every i < n on `concurrency` tasks; returns seconds.
-async fn timed<S, F, Fut>(concurrency: usize, n: usize, store: &S, f: F) -> f64
-where
-    S: Store + Clone + 'static,
-    F: Fn(S, usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|task| {
-            let (store, f) = (store.clone(), f.clone());
-            tokio::spawn(async move {
-                for i in (task..n).step_by(concurrency) {
-                    f(store.clone(), i).await;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("a task panicked");
-    }
-    start.elapsed().as_secs_f64()
-}
-
 fn print(system: &str, op: &str, concurrency: usize, ops: usize, secs: f64, batch: Option<usize>) {
-    let per_s = ops as f64 / secs;
-    let keys = batch.map_or(String::new(), |b| {
-        format!(",\"keys_per_s\":{:.1}", per_s * b as f64)
-    });
-    println!(
-        "{{\"system\":\"{system}\",\"op\":\"{op}\",\"concurrency\":{concurrency},\"ops\":{ops},\"secs\":{secs:.6},\"ops_per_s\":{per_s:.1}{keys}}}"
-    );
+    let line = common::Line {
+        system,
+        op,
+        concurrency,
+        ops,
+        value_size: None,
+        secs,
+        keys_per_op: batch,
+    };
+    println!("{line}");
 }

@@ -1,6 +1,6 @@
-//! The standard workload of `BENCH.md`: every performance figure we publish
-//! comes from this runner, so it lines up with the same workload run against
-//! other systems.
+//! The standard workload of `BENCHMARKS.md`: every performance figure we
+//! publish comes from this runner, so it lines up with the same workload run
+//! against other systems.
 //!
 //! ```text
 //! cargo run --release --features full --example workload -- \
@@ -26,16 +26,14 @@
 //! one store. Only the operations are timed; the store is emptied before
 //! each one.
 
+#[path = "../benches/common/mod.rs"]
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Figure;
-use kvstores::{Bytes, MemoryStore, Store};
+use kvstores::{Bytes, FullStore, MemoryStore, Store};
 
 const OPS: [&str; 7] = [
     "set",
@@ -47,9 +45,6 @@ const OPS: [&str; 7] = [
     "delete_expired",
 ];
 const TTL: Duration = Duration::from_secs(300);
-
-/// How a backend removes its expired entries, for the `delete_expired` op.
-type Purge<S> = fn(S) -> Pin<Box<dyn Future<Output = usize> + Send>>;
 
 struct Args {
     backend: String,
@@ -133,10 +128,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = common::runtime();
     match runtime.block_on(run_backend(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -149,10 +141,7 @@ fn main() -> ExitCode {
 async fn run_backend(args: &Args) -> Result<(), String> {
     let system = format!("kvstores-{}{}", args.backend, args.system_suffix);
     match args.backend.as_str() {
-        "memory" => {
-            let purge: Purge<MemoryStore> = |s| Box::pin(async move { s.delete_expired().await });
-            run(args, &system, MemoryStore::new(), Some(purge)).await
-        }
+        "memory" => run(args, &system, Arc::new(MemoryStore::new()), true).await,
         #[cfg(feature = "file")]
         "file" => {
             use kvstores::{FileDurability, FileStore};
@@ -181,68 +170,52 @@ async fn run_backend(args: &Args) -> Result<(), String> {
                 .durability(durability)
                 .open()
                 .map_err(|e| e.to_string())?;
-            let purge: Purge<FileStore> =
-                |s| Box::pin(async move { s.delete_expired().await.expect("delete_expired") });
-            run(args, &system, store, Some(purge)).await
+            run(args, &system, Arc::new(store), true).await
         }
         // Redis and Valkey keep their keys under the root segment
         // `kvstores-workload`, which delete_all empties between ops; the
-        // server's other keys are never touched.
-        #[cfg(feature = "redis")]
-        "redis" => {
-            let url = args
-                .url
-                .as_deref()
-                .unwrap_or(kvstores::RedisStore::DEFAULT_URL);
-            let store = kvstores::RedisStore::builder(url)
-                .namespace(Some("kvstores-workload"))
-                .connect()
+        // server's other keys are never touched. They expire keys
+        // themselves: the workload's delete_expired is for memory and file
+        // only.
+        backend => {
+            let store = common::connect_server(backend, args.url.as_deref(), "kvstores-workload")
                 .await
-                .map_err(|e| e.to_string())?;
-            run(args, &system, store, None).await
+                .map_err(|e| format!("{e}\n{}", usage()))?;
+            run(args, &system, store, false).await
         }
-        #[cfg(feature = "valkey")]
-        "valkey" => {
-            let url = args
-                .url
-                .as_deref()
-                .unwrap_or(kvstores::ValkeyStore::DEFAULT_URL);
-            let store = kvstores::ValkeyStore::builder(url)
-                .namespace(Some("kvstores-workload"))
-                .connect()
-                .await
-                .map_err(|e| e.to_string())?;
-            run(args, &system, store, None).await
-        }
-        other => Err(format!(
-            "backend {other:?} is unknown or not compiled in (build with --features full)\n{}",
-            usage()
-        )),
     }
 }
 
-async fn run<S: Store + Clone + 'static>(
+/// Runs every op at every concurrency; `delete_expired` only when `purges`.
+async fn run(
     args: &Args,
     system: &str,
-    store: S,
-    purge: Option<Purge<S>>,
+    store: Arc<dyn FullStore>,
+    purges: bool,
 ) -> Result<(), String> {
     let keys = common::keys(args.ops, "key");
     let missing = common::keys(args.ops, "missing");
     let values = common::random_values(args.ops, args.value_size);
+    let shared: Arc<dyn Store> = store.clone();
     for &concurrency in &args.concurrency {
         for op in &args.op {
             store.delete_all().await.map_err(|e| e.to_string())?;
             let secs = match op.as_str() {
                 "delete_expired" => {
-                    let Some(purge) = purge else { continue };
-                    load(&store, &keys, &values, |i| {
-                        (i % 2 == 0).then_some(Duration::from_secs(1))
+                    if !purges {
+                        continue;
+                    }
+                    let values = values.clone();
+                    common::load(&shared, &keys, move |i| {
+                        (
+                            values[i].clone(),
+                            (i % 2 == 0).then_some(Duration::from_secs(1)),
+                        )
                     })
                     .await?;
                     tokio::time::sleep(Duration::from_millis(1100)).await;
                     let start = Instant::now();
-                    let removed = purge(store.clone()).await;
+                    let removed = store.delete_expired().await.map_err(|e| e.to_string())?;
                     let secs = start.elapsed().as_secs_f64();
                     if removed != args.ops.div_ceil(2) {
                         return Err(format!(
@@ -259,56 +232,32 @@ async fn run<S: Store + Clone + 'static>(
                         _ => None,
                     };
                     if let Some(ttl) = ttl {
-                        load(&store, &keys, &values, move |_| ttl).await?;
+                        let values = values.clone();
+                        common::load(&shared, &keys, move |i| (values[i].clone(), ttl)).await?;
                     }
-                    timed(&store, op, concurrency, &keys, &missing, &values).await?
+                    timed(&shared, op, concurrency, &keys, &missing, &values).await?
                 }
             };
-            Figure {
+            let line = common::Line {
                 system,
                 op,
                 concurrency,
                 ops: args.ops,
-                value_size: args.value_size,
+                value_size: Some(args.value_size),
                 secs,
-            }
-            .print();
+                keys_per_op: None,
+            };
+            println!("{line}");
         }
     }
     store.delete_all().await.map_err(|e| e.to_string())
 }
 
-/// Stores `keys[i]` = `values[i]` with expiry `ttl(i)`, untimed setup for
-/// the op that follows. It runs on 64 tasks: loading one set at a time would
-/// make a durable FileStore run spend most of its time here, one fsync per
-/// key, measuring nothing.
-async fn load<S: Store + Clone + 'static>(
-    store: &S,
-    keys: &Arc<[String]>,
-    values: &Arc<[Bytes]>,
-    ttl: impl Fn(usize) -> Option<Duration> + Copy + Send + 'static,
-) -> Result<(), String> {
-    common::on_tasks(64, keys.len(), |indices| {
-        let (store, keys, values) = (store.clone(), keys.clone(), values.clone());
-        async move {
-            for i in indices {
-                store
-                    .set(&keys[i], values[i].clone(), ttl(i))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        }
-    })
-    .await
-    .map(drop)
-}
-
 /// Runs the N operations of `op` on `concurrency` tasks and returns the
 /// seconds they took, checking every answer so that a fast wrong store does
 /// not pass for a fast one.
-async fn timed<S: Store + Clone + 'static>(
-    store: &S,
+async fn timed(
+    store: &Arc<dyn Store>,
     op: &str,
     concurrency: usize,
     keys: &Arc<[String]>,
@@ -316,11 +265,11 @@ async fn timed<S: Store + Clone + 'static>(
     values: &Arc<[Bytes]>,
 ) -> Result<f64, String> {
     let op: &'static str = OPS.iter().find(|o| **o == op).expect("a known op");
-    common::on_tasks(concurrency, keys.len(), |indices| {
+    common::timed(concurrency, keys.len(), |share| {
         let (store, keys, missing, values) =
             (store.clone(), keys.clone(), missing.clone(), values.clone());
         async move {
-            for i in indices {
+            for i in share {
                 let key = &keys[i];
                 let ok = match op {
                     "set" => store.set(key, values[i].clone(), None).await.is_ok(),

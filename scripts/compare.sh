@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the standard workload (shared BENCH.md) against every backend and its
+# Runs the standard workload (BENCHMARKS.md) against every backend and its
 # peers in one run, and prints one markdown table with the ratios the
 # performance targets of the memory, FileStore and Redis/Valkey issues ask for.
 #

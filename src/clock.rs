@@ -50,9 +50,19 @@ impl Clock {
     }
 
     /// Milliseconds since the Unix epoch, for expiry that is persisted and
-    /// must mean the same after a restart or in another process.
-    #[cfg_attr(not(feature = "file"), allow(dead_code))] // used by FileStore
-    pub(crate) fn unix_millis(&self) -> u64 {
+    /// must mean the same after a restart or in another process: the time
+    /// in which listings and exports give an entry's `expires_at`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use kvstores::{Clock, ManualClock};
+    ///
+    /// let manual = ManualClock::starting_at(1_764_031_234_567);
+    /// assert_eq!(Clock::from(manual).unix_millis(), 1_764_031_234_567);
+    /// assert!(Clock::system().unix_millis() > 1_700_000_000_000);
+    /// ```
+    pub fn unix_millis(&self) -> u64 {
         match &self.0 {
             Source::System => system_unix_millis(),
             Source::Manual(now) => now.load(Ordering::Acquire),

@@ -40,10 +40,36 @@
 //! # Ok::<_, kvstores::Error>(())
 //! ```
 
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{Entry, Error, Result};
+
+/// One line of the format as serde reads and writes it. serde derive keeps
+/// the fields in declaration order, which is the documented order.
+#[derive(Serialize, Deserialize)]
+struct Line<'a> {
+    namespace: Cow<'a, [String]>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    /// Standard base64 with padding; `STANDARD` refuses any other spelling
+    /// (missing padding, non-zero trailing bits), so each value has exactly
+    /// one encoding.
+    #[serde(borrow)]
+    value: Cow<'a, str>,
+    /// Required although it may be `null`: serde would otherwise take a
+    /// missing field for `None`, "never expires".
+    #[serde(deserialize_with = "present")]
+    expires_at: Option<u64>,
+}
+
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Option::deserialize(deserializer)
+}
 
 /// Writes `entry` as one line of the export format, without the `\n`.
 ///
@@ -62,124 +88,66 @@ pub fn to_line(entry: &Entry) -> Result<String> {
             entry.key
         ))
     })?;
-    // Fields in the documented order; serde_json's map keeps insertion
-    // order only with a feature, so the line is assembled by hand from
-    // serde_json's string and array encodings.
-    Ok(format!(
-        r#"{{"namespace":{},"key":{},"value":"{}","expires_at":{}}}"#,
-        json!(entry.namespace),
-        Value::String(entry.key.clone()),
-        base64_encode(value),
-        entry
-            .expires_at
-            .map_or("null".to_owned(), |at| at.to_string()),
-    ))
+    let line = Line {
+        namespace: Cow::Borrowed(&entry.namespace),
+        key: Cow::Borrowed(&entry.key),
+        value: Cow::Owned(STANDARD.encode(value)),
+        expires_at: entry.expires_at,
+    };
+    // Strings, an array of strings and an integer: nothing serde_json can
+    // refuse.
+    Ok(serde_json::to_string(&line).expect("an export line always serializes"))
 }
 
 /// Reads one line of the export format.
 ///
 /// # Errors
 ///
-/// [`Error::InvalidArgument`] saying what is wrong: not JSON, not an object,
-/// a missing or mistyped field, or a value that is not base64.
+/// [`Error::Decode`] saying what is wrong: not JSON, not an object, a
+/// missing or mistyped field (serde_json's error, as the source, says
+/// which), or a value that is not base64.
 ///
 /// # Example
 ///
 /// ```
 /// let entry = kvstores::export::from_line(r#"{"namespace":[],"key":"k","value":"dg==","expires_at":null}"#)?;
 /// assert_eq!(entry.value.as_deref(), Some(&b"v"[..]));
-/// assert!(kvstores::export::from_line("{}").is_err());
+/// assert!(matches!(kvstores::export::from_line("{}"), Err(kvstores::Error::Decode { .. })));
 /// # Ok::<_, kvstores::Error>(())
 /// ```
 pub fn from_line(line: &str) -> Result<Entry> {
-    let invalid = |what: &str| Error::invalid_argument(format!("not an export line: {what}"));
-    let object: Map<String, Value> = match serde_json::from_str(line) {
-        Ok(Value::Object(object)) => object,
-        Ok(_) => return Err(invalid("not a JSON object")),
-        Err(e) => return Err(invalid(&format!("invalid JSON ({e})"))),
-    };
-    let namespace = match object.get("namespace") {
-        Some(Value::Array(names)) => names
-            .iter()
-            .map(|name| name.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| invalid("\"namespace\" holds something other than strings"))?,
-        _ => return Err(invalid("\"namespace\" is missing or not an array")),
-    };
-    let key = object
-        .get("key")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("\"key\" is missing or not a string"))?
-        .to_owned();
-    let value = object
-        .get("value")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("\"value\" is missing or not a string"))?;
-    let value = base64_decode(value).ok_or_else(|| invalid("\"value\" is not base64"))?;
-    let expires_at = match object.get("expires_at") {
-        Some(Value::Null) => None,
-        Some(at) => Some(
-            at.as_u64()
-                .ok_or_else(|| invalid("\"expires_at\" is not a whole number of milliseconds"))?,
-        ),
-        None => return Err(invalid("\"expires_at\" is missing")),
-    };
-    let mut entry = Entry::new(key, Bytes::from(value), expires_at);
-    entry.namespace = namespace;
+    // serde derive would also read a struct from a JSON array of its
+    // fields; the format has objects only.
+    if !line.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(line) {
+            Ok(_) => decode_error("not a JSON object", None),
+            Err(e) => decode_error("invalid JSON", Some(e.into())),
+        });
+    }
+    let parsed: Line = serde_json::from_str(line).map_err(|e| {
+        let message = if e.is_data() {
+            "a field is missing or of the wrong type"
+        } else {
+            "invalid JSON"
+        };
+        decode_error(message, Some(e.into()))
+    })?;
+    let value = STANDARD
+        .decode(parsed.value.as_bytes())
+        .map_err(|e| decode_error("\"value\" is not base64", Some(e.into())))?;
+    let mut entry = Entry::new(parsed.key, Bytes::from(value), parsed.expires_at);
+    entry.namespace = parsed.namespace.into_owned();
     Ok(entry)
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        // A chunk of k bytes gives k + 1 digits, padded to four.
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
+/// The error for a line that does not decode: the format's own complaint in
+/// the message, serde_json's or base64's in the source.
+fn decode_error(message: &str, source: Option<crate::error::BoxError>) -> Error {
+    Error::Decode {
+        what: "export line".to_owned(),
+        message: message.to_owned(),
+        source,
     }
-    out
-}
-
-/// Decodes standard base64 with padding; `None` for anything else,
-/// including non-zero bits after the last byte (so each byte string has
-/// exactly one encoding).
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.as_bytes();
-    if !text.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let quads = text.len() / 4;
-    for (q, quad) in text.chunks(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && q + 1 != quads) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            let digit = ALPHABET.iter().position(|&a| a == c)?;
-            n = n << 6 | digit as u32;
-        }
-        n <<= 6 * pad;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        let keep = 3 - pad;
-        if bytes[keep..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        out.extend_from_slice(&bytes[..keep]);
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -198,17 +166,47 @@ mod tests {
             ("foobar", "Zm9vYmFy"),
         ];
         for (plain, encoded) in vectors {
-            assert_eq!(base64_encode(plain.as_bytes()), encoded);
-            assert_eq!(base64_decode(encoded).unwrap(), plain.as_bytes());
+            let entry = Entry::new("k", Bytes::from(plain), None);
+            let line = to_line(&entry).unwrap();
+            assert!(line.contains(&format!(r#""value":"{encoded}""#)), "{line}");
+            assert_eq!(from_line(&line).unwrap(), entry);
         }
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(base64_decode(&base64_encode(&all)).unwrap(), all);
     }
 
     #[test]
     fn base64_refuses_what_it_would_not_write() {
         for bad in ["Zg=", "Zh==", "Z===", "Zg==Zg==", "Zm9v!A==", "Zm9"] {
-            assert_eq!(base64_decode(bad), None, "{bad}");
+            let line = format!(r#"{{"namespace":[],"key":"k","value":"{bad}","expires_at":null}}"#);
+            let err = from_line(&line).unwrap_err();
+            assert!(
+                matches!(&err, Error::Decode { message, .. } if message.contains("base64")),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    /// Lines written by the hand-assembled encoder this module had before
+    /// it used serde, byte for byte: they read back, and writing what they
+    /// hold gives the same bytes again.
+    #[test]
+    fn lines_of_the_first_encoder_read_back_and_write_the_same() {
+        let awkward = concat!(
+            r#"{"namespace":["x/y","","ns:1","鍵\t"],"key":"a\"b\\c\n\u0000é:*"#,
+            "\u{7f}\u{2028}",
+            r#"/","value":"/wAB","expires_at":4102444800000}"#
+        );
+        let lines = [
+            awkward,
+            r#"{"namespace":[],"key":"","value":"","expires_at":null}"#,
+            r#"{"namespace":[],"key":"config","value":"aGVsbG8gd29ybGQhPw==","expires_at":1}"#,
+        ];
+        let entry = from_line(awkward).unwrap();
+        assert_eq!(entry.namespace, ["x/y", "", "ns:1", "鍵\t"]);
+        assert_eq!(entry.key, "a\"b\\c\n\u{0}é:*\u{7f}\u{2028}/");
+        assert_eq!(entry.value.as_deref(), Some(&b"\xff\x00\x01"[..]));
+        assert_eq!(entry.expires_at, Some(4_102_444_800_000));
+        for line in lines {
+            assert_eq!(to_line(&from_line(line).unwrap()).unwrap(), line);
         }
     }
 
@@ -222,25 +220,57 @@ mod tests {
     }
 
     #[test]
+    fn readers_ignore_unknown_fields_and_field_order() {
+        let line =
+            r#"{"expires_at":null,"extra":{"a":[1]},"value":"dg==","key":"k","namespace":["n"]}"#;
+        let entry = from_line(line).unwrap();
+        assert_eq!(
+            (entry.namespace, entry.key),
+            (vec!["n".to_owned()], "k".to_owned())
+        );
+    }
+
+    #[test]
     fn bad_lines_say_what_is_wrong() {
         let cases = [
             ("not json", "invalid JSON"),
             ("[]", "not a JSON object"),
-            (r#"{"key":"k","value":"","expires_at":null}"#, "namespace"),
-            (r#"{"namespace":[],"value":"","expires_at":null}"#, "key"),
+            (r#"[[],"k","dg==",null]"#, "not a JSON object"),
+            ("{\"namespace\":[]", "invalid JSON"),
+            (r#"{"key":"k","value":"","expires_at":null}"#, "`namespace`"),
+            (r#"{"namespace":[],"value":"","expires_at":null}"#, "`key`"),
+            (
+                r#"{"namespace":[1],"key":"k","value":"","expires_at":null}"#,
+                "expected a string",
+            ),
             (
                 r#"{"namespace":[],"key":"k","value":"%","expires_at":null}"#,
                 "base64",
             ),
             (
                 r#"{"namespace":[],"key":"k","value":"","expires_at":-1}"#,
-                "expires_at",
+                "expected u64",
             ),
-            (r#"{"namespace":[],"key":"k","value":""}"#, "expires_at"),
+            (r#"{"namespace":[],"key":"k","value":""}"#, "`expires_at`"),
         ];
         for (line, says) in cases {
-            let err = from_line(line).unwrap_err().to_string();
-            assert!(err.contains(says), "{line}: {err}");
+            let err = from_line(line).unwrap_err();
+            assert!(matches!(err, Error::Decode { .. }), "{line}: {err:?}");
+            let text = error_chain(&err);
+            assert!(text.contains(says), "{line}: {text}");
         }
+    }
+
+    /// The error's message and its sources', as a program that prints the
+    /// whole chain shows them.
+    fn error_chain(err: &Error) -> String {
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
     }
 }

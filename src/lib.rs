@@ -35,7 +35,8 @@
 //! The `full` feature turns on every backend. `export` adds the JSON-lines
 //! format that moves entries between stores (`kvstores::export`), and `cli`
 //! builds the `kvstores` command on top of it (`cargo install kvstores
-//! --features cli`).
+//! --features cli`). `json` and `msgpack` add [`Typed`], values of your
+//! own types stored through serde.
 //!
 //! # Semantics
 //!
@@ -59,12 +60,24 @@
 //!   [`Maintenance`] (stats, purging, listing, importing), and [`FullStore`]
 //!   naming them all.
 //! - [`namespace`] — the stable mapping from (namespace path, key) to stored
-//!   keys and to the ranges or patterns that select a namespace.
+//!   keys and to the ranges or patterns that select a namespace (the format
+//!   is documented and stable; its functions are hidden, for the tests and
+//!   fuzz targets only).
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
 //! - `stats` — [`StoreStats`], the per-store operation counters.
 //! - `registry` — [`StoreRegistry`], named stores from a default factory.
-//! - `memory` — [`MemoryStore`]: `map` (a tree of namespace nodes of locked
-//!   shards), `bounds` (eviction by CLOCK), `ext` (counters and batches).
+//! - `cache` — [`Cache`]: get-or-compute (`get_or_set_with`) with single
+//!   flight, an optional cross-process lock and stale serving.
+//! - `flight` — the single-flight table behind it: concurrent callers of one
+//!   key share one run.
+//! - `typed` — [`Typed`]: serde values with a leading format byte (features
+//!   `json`, `msgpack`).
+//! - `sweeper` — the background thread that removes expired entries on a
+//!   schedule, for `MemoryStore` and `FileStore` (their builders'
+//!   `sweep_every`).
+//! - `memory` — [`MemoryStore`]: `map` (locked shards shared by a root's
+//!   namespaces, and the namespaces, freed once empty), `bounds` (eviction
+//!   by CLOCK), `ext` (counters and batches), `list` (listing and importing).
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
 //!   expiry index, group commit on a writer thread, shared by processes.
 //! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
@@ -73,6 +86,9 @@
 //!   [`Entry`]s it returns and the [`EntryCursor`] a backend implements.
 //! - `export` — the JSON-lines format that carries entries between stores
 //!   (feature `export`).
+//! - [`web`] — server-side sessions, rate limiting and response caching for
+//!   tower/axum (features `sessions`, `rate-limit`, `response-cache`).
+//! - [`prelude`] — every trait, for `use kvstores::prelude::*`.
 //! - `bin/kvstores` — the `kvstores` command (feature `cli`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // A build with no backend (the traits and registry alone, or `export`)
@@ -87,6 +103,7 @@
     allow(dead_code)
 )]
 
+mod cache;
 mod clock;
 mod error;
 #[cfg(feature = "export")]
@@ -95,6 +112,8 @@ pub mod export;
 mod ext;
 #[cfg(feature = "file")]
 mod file;
+// Single flight, shared by `Cache` and the web response cache.
+mod flight;
 mod listing;
 #[cfg(feature = "memory")]
 mod memory;
@@ -106,6 +125,22 @@ mod stats;
 mod store;
 #[cfg(any(feature = "memory", feature = "file"))]
 mod sweeper;
+#[cfg(any(feature = "json", feature = "msgpack"))]
+mod typed;
+#[cfg(any(
+    feature = "sessions",
+    feature = "rate-limit",
+    feature = "response-cache"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "sessions",
+        feature = "rate-limit",
+        feature = "response-cache"
+    )))
+)]
+pub mod web;
 
 pub use bytes::Bytes;
 
@@ -127,6 +162,7 @@ pub mod server {
     pub use crate::redis::Valkey;
     pub use crate::redis::{ServerKind, ServerStore, ServerStoreBuilder};
 }
+pub use cache::Cache;
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 pub use ext::{AtomicStore, BatchStore, FullStore, Maintenance};
@@ -140,6 +176,9 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use registry::StoreRegistry;
 pub use stats::StoreStats;
 pub use store::{NamespacedStore, Store};
+#[cfg(any(feature = "json", feature = "msgpack"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "json", feature = "msgpack"))))]
+pub use typed::{Format, Typed};
 
 /// Every trait of the crate, for `use kvstores::prelude::*;`: the methods
 /// of the extension traits are then callable on any store.

@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// One live entry, as a listing found it.
 ///
@@ -59,6 +59,21 @@ impl Entry {
             value: Some(value),
         }
     }
+}
+
+/// What every backend's `import_entries` does before writing: refuses the
+/// whole batch if an entry has no value (it was listed without
+/// [`ListOptions::values`]), so that nothing is written, and leaves out the
+/// entries that have expired by `now` (Unix milliseconds).
+pub(crate) fn importable(entries: Vec<Entry>, now: u64) -> Result<impl Iterator<Item = Entry>> {
+    if entries.iter().any(|e| e.value.is_none()) {
+        return Err(Error::invalid_argument(
+            "an entry to import has no value: list with ListOptions::values(true)",
+        ));
+    }
+    Ok(entries
+        .into_iter()
+        .filter(move |e| e.expires_at.is_none_or(|at| now < at)))
 }
 
 /// Which entries a listing returns and what it reads of them.

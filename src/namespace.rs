@@ -11,7 +11,7 @@
 //!
 //! 1. *injective* — two different (path, key) pairs never give the same
 //!    stored key, whatever the strings hold, and each stored key decodes back
-//!    to its pair ([`decode_table_key`], [`decode_redis_key`]);
+//!    to its pair;
 //! 2. *isolating* — what selects a namespace for `delete_all` (a key range,
 //!    a SCAN pattern) selects exactly that namespace's keys and its
 //!    descendants' keys: never a sibling whose name extends it (`cache` vs
@@ -19,6 +19,11 @@
 //!
 //! The property tests in `tests/namespace_encoding.rs` and the fuzz target
 //! `namespace_encoding` check both, over arbitrary Unicode.
+//!
+//! The functions that compute these forms are public only so that those
+//! tests and the fuzz target reach them; they are hidden from the
+//! documentation and not part of the semver-stable API. The forms they
+//! compute, documented here, are.
 //!
 //! # The table form (ordered byte keys, used by `FileStore`)
 //!
@@ -32,7 +37,7 @@
 //! its own length, no segment is a prefix of a different one, so the stored
 //! keys that start with a namespace's prefix are exactly those of it and its
 //! descendants — one contiguous range, from the prefix up to
-//! [`table_range_end`]. Within a namespace, child namespaces (0x01) sort
+//! its lexicographic successor. Within a namespace, child namespaces (0x01) sort
 //! before the namespace's own keys (0x02).
 //!
 //! # The Redis form (used by `RedisStore` and `ValkeyStore`)
@@ -62,6 +67,7 @@ const KEY: u8 = 0x02;
 
 /// Returns the table-form prefix shared by every stored key of the namespace
 /// `path` and of its descendants. The empty path has the empty prefix.
+#[doc(hidden)]
 pub fn table_prefix<S: AsRef<str>>(path: &[S]) -> Vec<u8> {
     let len = path.iter().map(|s| 5 + s.as_ref().len()).sum();
     let mut prefix = Vec::with_capacity(len);
@@ -77,6 +83,7 @@ pub fn table_prefix<S: AsRef<str>>(path: &[S]) -> Vec<u8> {
 
 /// Returns the table-form stored key of `key` in the namespace whose prefix
 /// ([`table_prefix`]) is `prefix`.
+#[doc(hidden)]
 pub fn table_key(prefix: &[u8], key: &str) -> Vec<u8> {
     let mut stored = Vec::with_capacity(prefix.len() + 1 + key.len());
     stored.extend_from_slice(prefix);
@@ -91,6 +98,7 @@ pub fn table_key(prefix: &[u8], key: &str) -> Vec<u8> {
 ///
 /// The range `prefix..end` holds exactly the stored keys that start with
 /// `prefix`.
+#[doc(hidden)]
 pub fn table_range_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     // The lexicographic successor of "everything starting with prefix":
@@ -107,6 +115,7 @@ pub fn table_range_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// Decodes a table-form stored key back into its namespace path and key.
 ///
 /// Returns `None` for bytes that no (path, key) pair encodes to.
+#[doc(hidden)]
 pub fn decode_table_key(mut stored: &[u8]) -> Option<(Vec<String>, String)> {
     let mut path = Vec::new();
     loop {
@@ -131,6 +140,7 @@ pub fn decode_table_key(mut stored: &[u8]) -> Option<(Vec<String>, String)> {
 /// Returns the Redis-form prefix of the namespace `path`: its escaped names
 /// joined by `:`, or `None` for the empty path, whose keys are stored
 /// verbatim.
+#[doc(hidden)]
 pub fn redis_prefix<S: AsRef<str>>(path: &[S]) -> Option<String> {
     let (first, rest) = path.split_first()?;
     let mut prefix = String::new();
@@ -144,6 +154,7 @@ pub fn redis_prefix<S: AsRef<str>>(path: &[S]) -> Option<String> {
 
 /// Returns the Redis-form stored key of `key` in the namespace whose prefix
 /// ([`redis_prefix`]) is `prefix`; with no prefix, the key itself.
+#[doc(hidden)]
 pub fn redis_key(prefix: Option<&str>, key: &str) -> String {
     match prefix {
         None => key.to_owned(),
@@ -159,6 +170,7 @@ pub fn redis_key(prefix: Option<&str>, key: &str) -> String {
 
 /// Returns the SCAN MATCH pattern that selects exactly the stored keys of
 /// the namespace with Redis-form prefix `prefix` and of its descendants.
+#[doc(hidden)]
 pub fn redis_pattern(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 2);
     for c in prefix.chars() {
@@ -176,6 +188,7 @@ pub fn redis_pattern(prefix: &str) -> String {
 ///
 /// Returns `None` for strings that no such pair encodes to, including keys
 /// with no `:` at all.
+#[doc(hidden)]
 pub fn decode_redis_key(stored: &str) -> Option<(Vec<String>, String)> {
     let mut parts = stored
         .split(':')

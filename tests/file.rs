@@ -156,6 +156,34 @@ async fn sixty_four_tasks_writing_at_once_lose_nothing() {
     }
 }
 
+/// `delete_expired` removes in chunks, reading the time-ordered index
+/// through other namespaces' expired entries: a namespace's call removes
+/// exactly its own expired entries however many there are, and only them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_expired_in_chunks_removes_exactly_the_namespaces_expired_entries() {
+    use kvstores::BatchStore;
+    let dir = TempDir::new().unwrap();
+    let clock = ManualClock::new();
+    let root = on_clock(&dir.path().join("store.redb"), &clock);
+    let (ns_a, ns_b) = (root.with_namespace("a"), root.with_namespace("b"));
+    // Interleaved in the expiry index: 2,500 of `a`, 5,000 of `b`.
+    for i in 0..50u64 {
+        let ttl = Some(Duration::from_millis(1000 + i));
+        let keys: Vec<_> = (0..150).map(|k| (format!("{i}-{k}"), b("v"))).collect();
+        let entries: Vec<_> = keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        ns_a.set_many(&entries[..50], ttl).await.unwrap();
+        ns_b.set_many(&entries[50..], ttl).await.unwrap();
+    }
+    ns_a.set("kept", b("v"), None).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(ns_a.delete_expired().await.unwrap(), 2_500);
+    assert_eq!(ns_a.usage().await.unwrap().expired, 0);
+    assert_eq!(ns_b.usage().await.unwrap().expired, 5_000);
+    assert_eq!(root.delete_expired().await.unwrap(), 5_000);
+    assert_eq!(root.usage().await.unwrap().live, 1);
+    assert!(ns_a.exists("kept").await.unwrap());
+}
+
 /// A batch holding a value too large for the file is refused for its own
 /// caller, whole, while the writes of 64 other tasks queued beside it all
 /// commit.

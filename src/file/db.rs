@@ -1,52 +1,140 @@
-//! The database handle every thread of a `FileStore` shares, the one place
-//! where redb's errors become the crate's, and the backup copy.
+//! The database handle every thread of a `FileStore` shares, how it reopens
+//! itself after an I/O error, the one place where redb's errors become the
+//! crate's, and the backup copy.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
-use redb::ReadableDatabase;
+use redb::{ConcurrencyMode, ReadableDatabase};
 
 use super::tables::{self, DbResult};
 use crate::{Error, Result};
 
-/// The redb database and its path. `None` once closed: a read that was
-/// still queued on the blocking pool when the last handle went gets an error
-/// rather than keeping the file open.
+/// What a database is opened with; the same for every handle of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Options {
+    pub(super) exclusive: bool,
+    pub(super) flush_every: Option<Duration>,
+}
+
+impl Options {
+    pub(super) fn builder(self) -> redb::Builder {
+        let mut builder = redb::Database::builder();
+        builder.set_concurrency_mode(if self.exclusive {
+            ConcurrencyMode::ExclusiveWriter
+        } else {
+            ConcurrencyMode::MultiWriter
+        });
+        builder
+    }
+}
+
+/// The redb database of one file, shared by the writer, the reader and the
+/// blocking pool.
+///
+/// After an I/O error (a full disk, a failing device) redb refuses every
+/// later transaction of that `Database` ("previous I/O error"; in the
+/// multi-process mode reads too), until it is closed and opened again. So
+/// an error that poisons it marks the slot broken, and the next use of the
+/// database, from any thread, reopens the file first: redb then repairs its
+/// bookkeeping from the last commit, which every acknowledged write is part
+/// of. While the cause lasts, each write fails again and the next use
+/// reopens again; once it is gone, the first reopen sticks.
 pub(super) struct Db {
     pub(super) path: PathBuf,
-    /// Read-locked by every transaction, write-locked by compaction and close
-    /// (redb needs `&mut Database` for both).
-    pub(super) database: RwLock<Option<redb::Database>>,
+    options: Options,
+    /// Read-locked by every transaction, write-locked by reopening,
+    /// compaction and close (redb needs `&mut Database` for the last two).
+    slot: RwLock<Slot>,
+}
+
+struct Slot {
+    /// `None` once closed, or after a reopen that failed.
+    database: Option<redb::Database>,
+    /// The database must be reopened before its next use.
+    broken: bool,
+    /// Counts reopens, so that an error of a handle already replaced does not
+    /// break its successor.
+    generation: u64,
 }
 
 impl Db {
-    pub(super) fn new(path: PathBuf, database: redb::Database) -> Self {
+    pub(super) fn new(path: PathBuf, database: redb::Database, options: Options) -> Self {
+        let slot = Slot {
+            database: Some(database),
+            broken: false,
+            generation: 0,
+        };
         Db {
             path,
-            database: RwLock::new(Some(database)),
+            options,
+            slot: RwLock::new(slot),
         }
     }
 
-    /// Runs `f` on the open database.
+    /// Runs `f` on the open database, reopening it first if an earlier I/O
+    /// error left it poisoned.
     pub(super) fn with<R>(&self, f: impl FnOnce(&redb::Database) -> DbResult<R>) -> DbResult<R> {
-        let database = self.database.read().unwrap_or_else(PoisonError::into_inner);
-        match database.as_ref() {
+        let mut slot = self.read();
+        if slot.broken {
+            drop(slot);
+            self.reopen()?;
+            slot = self.read();
+        }
+        let generation = slot.generation;
+        let result = match &slot.database {
+            Some(database) => f(database),
+            None => Err(redb::Error::DatabaseClosed),
+        };
+        drop(slot);
+        if let Err(redb::Error::Io(_) | redb::Error::PreviousIo) = &result {
+            let mut slot = self.write();
+            slot.broken |= slot.generation == generation && slot.database.is_some();
+        }
+        result
+    }
+
+    /// Runs `f` with the database to itself: no transaction is running.
+    pub(super) fn with_mut<R>(
+        &self,
+        f: impl FnOnce(&mut redb::Database) -> DbResult<R>,
+    ) -> DbResult<R> {
+        match &mut self.write().database {
             Some(database) => f(database),
             None => Err(redb::Error::DatabaseClosed),
         }
     }
 
-    pub(super) fn close(&self) {
-        let database = self
-            .database
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(database);
+    /// Closes the poisoned database and opens the file again. The old handle
+    /// goes first: it holds the file's lock, which the new one takes.
+    fn reopen(&self) -> DbResult<()> {
+        let mut slot = self.write();
+        if !slot.broken {
+            return Ok(()); // Another thread reopened it meanwhile.
+        }
+        slot.database = None;
+        // `open`, not `create`: a file deleted meanwhile is not replaced by
+        // an empty one.
+        slot.database = Some(self.options.builder().open(&self.path)?);
+        slot.broken = false;
+        slot.generation += 1;
+        Ok(())
     }
 
-    pub(super) fn closed(&self) -> Error {
-        db_error(&self.path, "use", redb::Error::DatabaseClosed)
+    pub(super) fn close(&self) {
+        let mut slot = self.write();
+        slot.broken = false;
+        drop(slot.database.take());
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Slot> {
+        self.slot.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Slot> {
+        self.slot.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -59,7 +147,7 @@ pub(super) fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Erro
         redb::Error::DatabaseAlreadyOpen => Error::InUse { path },
         redb::Error::Io(source) => Error::Io {
             path,
-            action: doing,
+            action: io_action(doing, source.kind()),
             source,
         },
         e => Error::Database {
@@ -67,6 +155,17 @@ pub(super) fn db_error(path: &Path, doing: &'static str, e: impl Into<redb::Erro
             message: format!("could not {doing} it"),
             source: Some(Box::new(e)),
         },
+    }
+}
+
+/// What was being done, naming the two causes a long-lived program meets
+/// most and can fix: a full or a read-only file system. The message then
+/// tells the user what to do without the cause's own text.
+fn io_action(doing: &'static str, kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => "write to the full file system of",
+        ErrorKind::ReadOnlyFilesystem => "write to the read-only file system of",
+        _ => doing,
     }
 }
 
@@ -93,7 +192,7 @@ pub(super) fn shared_error(path: &Path, doing: &'static str, e: &Arc<redb::Error
     match &**e {
         redb::Error::Io(io) => Error::Io {
             path,
-            action: doing,
+            action: io_action(doing, io.kind()),
             source: std::io::Error::new(io.kind(), e.clone()),
         },
         _ => Error::Database {

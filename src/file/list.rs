@@ -16,7 +16,7 @@ use redb::ReadableDatabase;
 use super::FileStore;
 use super::db::{blocking, db_error};
 use super::tables::{ENTRIES, is_live};
-use crate::listing::{Entries, Entry, EntryCursor, ListOptions};
+use crate::listing::{Entries, Entry, EntryCursor, ListOptions, importable};
 use crate::namespace::{decode_table_key, table_key, table_range_end};
 use crate::{Error, Result};
 
@@ -170,18 +170,10 @@ impl FileStore {
     /// # Ok::<_, kvstores::Error>(()) }).unwrap();
     /// ```
     pub async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-        if entries.iter().any(|e| e.value.is_none()) {
-            return Err(Error::invalid_argument(
-                "an entry to import has no value: list with ListOptions::values(true)",
-            ));
-        }
-        let now = self.clock.unix_millis();
+        let entries = importable(entries, self.clock.unix_millis())?;
         let mut tasks = tokio::task::JoinSet::new();
         let mut written = 0;
         for entry in entries {
-            if !is_live(entry.expires_at, now) {
-                continue;
-            }
             let mut prefix = self.prefix.to_vec();
             prefix.extend(crate::namespace::table_prefix(&entry.namespace));
             let key = table_key(&prefix, &entry.key);

@@ -37,7 +37,7 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,8 +47,8 @@ use crate::clock::{Clock, opt_ttl_millis, ttl_millis};
 use crate::namespace::{table_key, table_prefix};
 use crate::stats::{Counters, Event};
 use crate::{NamespacedStore, Result, Store};
+use db::Options;
 use db::{Db, backup, blocking, db_error};
-use open::Options;
 use reader::Reader;
 use tables::{Fault, Tables};
 use writer::Writer;
@@ -61,9 +61,12 @@ pub use list::FileUsage;
 /// Cloning is cheap: clones share the open database. Opening a path that is
 /// already open in this process gives a handle on the same database, and
 /// other processes that open the same file see every write. Dropping the
-/// last handle of a database waits for its queued writes to commit, makes
-/// them durable and closes the file. A write whose future is dropped before
-/// it completes may or may not be applied, but never partly.
+/// last handle of a database commits its queued writes, makes them durable
+/// and closes the file: outside an async runtime before the drop returns,
+/// inside one on its blocking pool, which the runtime waits for when it
+/// shuts down, so that a drop never stalls an async worker. A write whose
+/// future is dropped before it completes may or may not be applied, but
+/// never partly.
 ///
 /// # Durability
 ///
@@ -88,13 +91,14 @@ pub use list::FileUsage;
 ///
 /// # Performance
 ///
-/// Figures of the standard workload, beside redb alone and the stores users
-/// would pick instead, are in the repository's `BENCHMARKS.md`.
-/// A write costs a commit, so a lone writer gets the disk's commit rate;
-/// concurrent writers share commits, so their rate grows with their number.
-/// Reads never wait for a commit. `delete_expired` costs what has expired:
-/// its index scan reads nothing else, but removing entries scattered through
-/// a large file rewrites one page each.
+/// A write costs a commit, so a lone durable writer gets the disk's commit
+/// rate; concurrent writers share commits, so their rate grows with their
+/// number. `exclusive` halves the fsyncs of a commit, and
+/// [`FileDurability::Periodic`] takes them off the write path. Reads never
+/// wait for a commit. `delete_expired` costs what has expired: its index
+/// scan reads nothing else, but removing entries scattered through a large
+/// file rewrites one page each. `BENCHMARKS.md` in the repository has the
+/// figures of each configuration.
 ///
 /// # Expiry and the clock
 ///
@@ -107,6 +111,34 @@ pub use list::FileUsage;
 /// been removed yet; [`delete_expired`](FileStore::delete_expired) removes
 /// them, and reads only the expired part of the expiry index to find them;
 /// [`FileStoreBuilder::sweep_every`] does the same in the background.
+///
+/// # A full disk and other I/O errors
+///
+/// While the file system is full, every write fails with
+/// [`Error::Io`](crate::Error::Io) whose message names the file and "the
+/// full file system", its source the operating system's error
+/// ([`ErrorKind::StorageFull`](std::io::ErrorKind::StorageFull)); a write
+/// that failed was not applied, nothing waits for space, and reads keep
+/// working. As soon as there is space again the same handle takes writes:
+/// nothing needs reopening. No acknowledged write is lost.
+///
+/// Behind this: redb refuses every later transaction of a database handle
+/// that met an I/O error, so the store reopens the file before its next
+/// use. Reopening repairs redb's bookkeeping from the last commit, which
+/// reads the file: each write refused while the disk is full costs the next
+/// operation a reopen (milliseconds on a small file; on a large one, the
+/// time the file takes to open after a crash). Any transient I/O error is
+/// handled the same way. With [`FileDurability::Periodic`], the reopen
+/// loses the writes acknowledged since the last durable commit, as a crash
+/// would. A file deleted meanwhile is not recreated: every use fails, naming
+/// it, until the store is opened again.
+///
+/// The kernel refuses to remount a file system read-only while a file on it
+/// is open for writing, as a store's is. A change of the permissions of the
+/// file or its directory does not affect a store that has it open; a reopen
+/// after an I/O error that is refused fails with
+/// [`Error::Io`](crate::Error::Io) naming the file, and is tried again at
+/// the next use.
 ///
 /// # Crashes
 ///
@@ -329,14 +361,20 @@ impl FileStore {
     }
 
     /// Removes every expired entry of this namespace and its descendants,
-    /// returning how many it removed, in one transaction.
+    /// returning how many it removed.
     ///
     /// It reads only the expired part of the expiry index (of the whole
-    /// file, since the index is ordered by time), never the live entries.
+    /// file, since the index is ordered by time), never the live entries,
+    /// and removes entries in chunks of at most 250, each a write of its
+    /// own that shares a group commit with the other writes waiting then: a
+    /// concurrent write waits for one chunk, not for the whole removal.
+    /// Entries that expire while it runs may or may not be removed.
     ///
     /// # Errors
     ///
-    /// [`Error::Database`](crate::Error::Database) if the commit fails; nothing is removed then.
+    /// [`Error::Database`](crate::Error::Database) or
+    /// [`Error::Io`](crate::Error::Io) if a commit fails; the chunks
+    /// committed before it stay removed, and the call can be repeated.
     ///
     /// # Example
     ///
@@ -354,11 +392,23 @@ impl FileStore {
     /// # Ok::<_, kvstores::Error>(()) }).unwrap();
     /// ```
     pub async fn delete_expired(&self) -> Result<usize> {
-        let prefix = self.prefix.to_vec();
+        const CHUNK: usize = 250;
         let now = self.clock.unix_millis();
-        let n = (self.write(move |tables| Ok(tables.delete_expired(&prefix, now)?))).await?;
-        self.inner.stats.add(0, Event::Expiration, n as u64);
-        Ok(n)
+        let mut after = None;
+        let mut removed = 0;
+        loop {
+            let prefix = self.prefix.clone();
+            let (n, next) = (self.write(move |tables| {
+                Ok(tables.delete_expired_chunk(&prefix, now, after.as_ref(), CHUNK)?)
+            }))
+            .await?;
+            self.inner.stats.add(0, Event::Expiration, n as u64);
+            removed += n;
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(removed),
+            }
+        }
     }
 
     /// Writes a consistent copy of the whole database (every namespace, not
@@ -430,11 +480,8 @@ impl FileStore {
     pub async fn compact(&self) -> Result<bool> {
         let db = self.inner.db.clone();
         blocking(move || {
-            let mut database = db.database.write().unwrap_or_else(PoisonError::into_inner);
-            let database = database.as_mut().ok_or_else(|| db.closed())?;
             // redb repeats its passes until one makes no progress.
-            database
-                .compact()
+            (db.with_mut(|database| Ok(database.compact()?)))
                 .map_err(|e| db_error(&db.path, "compact", e))
         })
         .await
@@ -584,15 +631,44 @@ impl Inner {
 }
 
 impl Drop for Inner {
+    /// Closing waits for the queued writes to commit and for the threads to
+    /// return, so inside an async runtime it runs on the runtime's blocking
+    /// pool rather than stalling a worker; the runtime waits for it when it
+    /// shuts down (the end of `#[tokio::main]`), so the file is still closed
+    /// cleanly. An open of the same path in this process meanwhile waits for
+    /// it (see `open::open`).
     fn drop(&mut self) {
-        // Under the registry lock, so that an open of the same path waits
-        // until the file is closed instead of finding it still locked.
-        let mut open = open::registry();
-        // Stopped first: a tick must not find the writer gone.
-        drop(self.sweeper.get_mut().map(Option::take));
+        let closing = Closing {
+            sweeper: self.sweeper.get_mut().ok().and_then(Option::take),
+            writer: self.writer.take(),
+            reader: self.reader.take(),
+            db: self.db.clone(),
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // A runtime shutting down drops the task unrun, and with it
+            // `closing`: the file is then closed in place.
+            runtime.spawn_blocking(move || drop(closing));
+        }
+    }
+}
+
+/// What closing a database takes, in the order it is dropped: the sweeper
+/// first (a tick must not find the writer gone), then the writer (which
+/// commits what is queued), the reader, and the file.
+struct Closing {
+    sweeper: Option<crate::sweeper::Sweeper>,
+    writer: Option<Writer>,
+    reader: Option<Reader>,
+    db: Arc<Db>,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        drop(self.sweeper.take());
         drop(self.writer.take());
         drop(self.reader.take());
         self.db.close();
+        let mut open = open::registry();
         if open
             .get(&self.db.path)
             .is_some_and(|w| w.strong_count() == 0)

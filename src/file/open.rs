@@ -9,22 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use redb::{ConcurrencyMode, ReadableDatabase};
+use redb::ReadableDatabase;
 
 use super::Inner;
-use super::db::{Db, db_error, open_error};
+use super::db::{Db, Options, db_error, open_error};
 use super::reader::Reader;
 use super::tables::{self, Format};
 use super::writer::Writer;
 use crate::stats::Counters;
 use crate::{Error, Result};
-
-/// What a database is opened with; the same for every handle of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Options {
-    pub(super) exclusive: bool,
-    pub(super) flush_every: Option<Duration>,
-}
 
 /// The databases open in this process, by canonical path. redb locks a file
 /// per open file description, so a second `Database` on the same file in one
@@ -133,16 +126,6 @@ fn canonical_path(path: &Path, create_directories: bool) -> Result<PathBuf> {
     }
 }
 
-fn builder(options: Options) -> redb::Builder {
-    let mut builder = redb::Database::builder();
-    builder.set_concurrency_mode(if options.exclusive {
-        ConcurrencyMode::ExclusiveWriter
-    } else {
-        ConcurrencyMode::MultiWriter
-    });
-    builder
-}
-
 /// Opens the file with redb and makes sure it is a kvstores database,
 /// initializing it if it is new.
 fn open_database(path: &Path, options: Options) -> Result<Db> {
@@ -150,7 +133,8 @@ fn open_database(path: &Path, options: Options) -> Result<Db> {
     if exists {
         probe(path, options)?;
     }
-    let database = builder(options)
+    let database = options
+        .builder()
         .create(path)
         .map_err(|e| open_error(path, e.into()))?;
     let txn = database
@@ -163,7 +147,7 @@ fn open_database(path: &Path, options: Options) -> Result<Db> {
         drop(txn);
         return Err(format_error(path, format));
     }
-    Ok(Db::new(path.to_owned(), database))
+    Ok(Db::new(path.to_owned(), database, options))
 }
 
 /// Looks at an existing file through a read-only handle, which cannot write
@@ -171,7 +155,7 @@ fn open_database(path: &Path, options: Options) -> Result<Db> {
 /// one). A writable open is not enough: redb records its shutdown state in
 /// the file when a writable handle closes.
 fn probe(path: &Path, options: Options) -> Result<()> {
-    let database = match builder(options).open_read_only(path) {
+    let database = match options.builder().open_read_only(path) {
         Ok(database) => database,
         // The file was not closed cleanly (a crash): only a writable open
         // can repair it, and a crash is what a kvstores database that was in

@@ -75,8 +75,9 @@ impl FileStore {
                 return false;
             };
             let now = clock.unix_millis();
-            let sweep =
-                move |tables: &mut Tables<'_>| Ok(tables.delete_expired_at_most(now, PER_TICK)?);
+            let sweep = move |tables: &mut Tables<'_>| {
+                Ok(tables.delete_expired_chunk(&[], now, None, PER_TICK)?.0)
+            };
             if let Ok(n) = inner.writer().write_blocking(sweep) {
                 inner.stats.add(0, Event::Expiration, n as u64);
             }

@@ -271,50 +271,49 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// Deletes at most `max` of the entries (of any namespace) whose expiry
-    /// is at or before `now`, the earliest first, returning how many.
-    pub(super) fn delete_expired_at_most(
+    /// Deletes at most `max` of the entries under `prefix` whose expiry is
+    /// at or before `now`, the earliest first, reading the expiry index
+    /// after `after` (the position a previous chunk returned). Returns how
+    /// many it deleted, and where the next chunk starts, or `None` once the
+    /// expired part of the index has been read.
+    ///
+    /// It reads at most `4 * max` index rows, so that a namespace with few
+    /// expired entries among many of other namespaces (the index is ordered
+    /// by time, not by namespace) still gets chunks of bounded cost.
+    pub(super) fn delete_expired_chunk(
         &mut self,
+        prefix: &[u8],
         now: u64,
+        after: Option<&Position>,
         max: usize,
-    ) -> Result<usize, StorageError> {
-        let upper = (now.saturating_add(1), &b""[..]);
+    ) -> Result<(usize, Option<Position>), StorageError> {
+        let upper = Bound::Excluded((now.saturating_add(1), &b""[..]));
+        let lower = after.map_or(Bound::Unbounded, |(at, key)| {
+            Bound::Excluded((*at, &key[..]))
+        });
         let mut expired = Vec::new();
-        for index in self.expiry.range::<(u64, &[u8])>(..upper)?.take(max) {
+        let mut last = None;
+        for (read, index) in self.expiry.range((lower, upper))?.enumerate() {
             let (index, _) = index?;
             let (at, key) = index.value();
-            expired.push((at, key.to_vec()));
+            if key.starts_with(prefix) {
+                expired.push((at, key.to_vec()));
+            }
+            if expired.len() == max || read + 1 == 4 * max {
+                last = Some((at, key.to_vec()));
+                break;
+            }
         }
         for (at, key) in &expired {
             self.expiry.remove((*at, &key[..]))?;
             self.entries.remove(&key[..])?;
         }
-        Ok(expired.len())
-    }
-
-    /// Deletes the entries under `prefix` whose expiry is at or before `now`,
-    /// returning how many. Reads only the expired part of the index (of every
-    /// namespace: the index is ordered by time, not by namespace).
-    pub(super) fn delete_expired(
-        &mut self,
-        prefix: &[u8],
-        now: u64,
-    ) -> Result<usize, StorageError> {
-        let upper = (now.saturating_add(1), &b""[..]);
-        let mut keys = Vec::new();
-        for removed in self
-            .expiry
-            .extract_from_if::<(u64, &[u8]), _>(..upper, |(_, key), ()| key.starts_with(prefix))?
-        {
-            let (index, _) = removed?;
-            keys.push(index.value().1.to_vec());
-        }
-        for key in &keys {
-            self.entries.remove(&key[..])?;
-        }
-        Ok(keys.len())
+        Ok((expired.len(), last))
     }
 }
+
+/// A position in the expiry index: an expiry and a stored key.
+pub(super) type Position = (u64, Vec<u8>);
 
 /// Copies every entry of `from` into the new database `to`, committing every
 /// `BATCH` entries so that a large copy never builds one huge transaction.

@@ -194,7 +194,7 @@ fn commit_batch(db: &Db, mut batch: Vec<Queued>, durable: bool) {
     };
     for job in batch {
         let failed = outcome.as_ref().err();
-        job.reply(failed.map(|e| shared_error(&db.path, "commit", e)));
+        job.reply(failed.map(|e| shared_error(&db.path, "commit to", e)));
     }
 }
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::store::{ServerKind, ServerStore};
 use super::{Core, MAX_TTL_MILLIS, SCAN_COUNT, map_error};
-use crate::listing::{Entries, Entry, EntryCursor, ListOptions};
+use crate::listing::{Entries, Entry, EntryCursor, ListOptions, importable};
 use crate::namespace::{decode_redis_key, redis_key, redis_pattern};
 use crate::{Error, Result};
 
@@ -100,16 +100,8 @@ impl<K: ServerKind> ServerStore<K> {
     /// # Ok(()) }
     /// ```
     pub async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-        if entries.iter().any(|e| e.value.is_none()) {
-            return Err(Error::invalid_argument(
-                "an entry to import has no value: list with ListOptions::values(true)",
-            ));
-        }
-        let now = crate::Clock::system().unix_millis();
+        let live = importable(entries, crate::Clock::system().unix_millis())?;
         let mut written = 0;
-        let live = entries
-            .into_iter()
-            .filter(|e| e.expires_at.is_none_or(|at| now < at));
         let mut batch = Vec::with_capacity(IMPORT_BATCH);
         let mut live = live.peekable();
         while live.peek().is_some() {

@@ -9,16 +9,16 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use kvstores::{Bytes, Entry, ListOptions, export};
+use kvstores::{Bytes, Clock, Entry, ListOptions, export};
 use serde_json::json;
 
 use crate::output::{
     BOLD, Stream, format_bytes, format_count, format_duration, paint, printable, progress,
 };
 use crate::target::{Create, Target};
-use crate::{Cli, Command, Failure};
+use crate::{Cli, Command, Failure, chain};
 
 /// Entries an import hands to the store at once: large batches let a
 /// FileStore put thousands of writes in each commit (100,000 entries of 100
@@ -67,9 +67,7 @@ fn not_found(key: &str, target: &Target) -> Failure {
 }
 
 fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    Clock::system().unix_millis()
 }
 
 async fn get(
@@ -153,7 +151,7 @@ async fn keys(
     let options = ListOptions::new()
         .key_prefix(prefix.unwrap_or_default())
         .descendants(recursive);
-    let mut listing = target.entries(options);
+    let mut listing = target.store().entries(options);
     let mut stdout = BufWriter::new(std::io::stdout().lock());
     let mut table = Table {
         recursive,
@@ -290,24 +288,18 @@ async fn clear(target: &Target, yes: bool, json: bool) -> Result<(), Failure> {
 }
 
 async fn purge_expired(target: &Target, json: bool) -> Result<(), Failure> {
-    let removed = match target.file() {
-        Some(store) => {
-            let bar = progress("purging", None);
-            bar.set_message("removing expired entries");
-            let removed = store.delete_expired().await?;
-            bar.finish_and_clear();
-            removed
-        }
-        // Redis and Valkey delete a key the moment it expires, as far as
-        // any client can tell: there is nothing left to purge.
-        None => 0,
-    };
+    let bar = progress("purging", None);
+    bar.set_message("removing expired entries");
+    let removed = target.store().delete_expired().await?;
+    bar.finish_and_clear();
     if json {
         println!("{}", json!({ "removed": removed }));
     } else if target.file().is_some() {
         let noun = if removed == 1 { "entry" } else { "entries" };
         println!("Removed {} expired {noun}.", format_count(removed as u64));
     } else {
+        // Redis and Valkey delete a key the moment it expires, as far as
+        // any client can tell: there is nothing left to purge.
         println!("Removed 0 expired entries: the server removes expired keys itself.");
     }
     Ok(())
@@ -326,7 +318,7 @@ async fn stats(target: &Target, json: bool) -> Result<(), Failure> {
         }
         None => {
             let bar = progress("scanned", None);
-            let mut listing = target.entries(ListOptions::new().descendants(true));
+            let mut listing = target.store().entries(ListOptions::new().descendants(true));
             let (mut live, mut bytes) = (0, 0);
             while let Some(page) = listing.next_page().await? {
                 bar.inc(page.len() as u64);
@@ -410,7 +402,9 @@ async fn export(target: &Target, output: Option<PathBuf>, json: bool) -> Result<
         None => (Box::new(BufWriter::new(std::io::stdout().lock())), None),
     };
     let bar = progress("exported", None);
-    let mut listing = target.entries(ListOptions::new().descendants(true).values(true));
+    let mut listing = target
+        .store()
+        .entries(ListOptions::new().descendants(true).values(true));
     let mut count = 0u64;
     while let Some(page) = listing.next_page().await? {
         for entry in &page {
@@ -472,19 +466,22 @@ async fn import(target: &Target, input: Option<PathBuf>, json: bool) -> Result<(
             continue;
         }
         let entry = export::from_line(&line)
-            .map_err(|e| Failure::Error(format!("{name}, line {}: {e}", number + 1)))?;
+            .map_err(|e| Failure::Error(format!("{name}, line {}: {}", number + 1, chain(&e))))?;
         batch_bytes += entry.size;
         batch.push(entry);
         read += 1;
         if batch.len() == IMPORT_BATCH || batch_bytes >= IMPORT_BATCH_BYTES {
             batch_bytes = 0;
-            written += target.import(std::mem::take(&mut batch)).await? as u64;
+            written += target
+                .store()
+                .import_entries(std::mem::take(&mut batch))
+                .await? as u64;
             if total.is_none() {
                 bar.set_position(written);
             }
         }
     }
-    written += target.import(batch).await? as u64;
+    written += target.store().import_entries(batch).await? as u64;
     bar.finish_and_clear();
     let elapsed = started.elapsed();
     let skipped = read - written;

@@ -165,15 +165,26 @@ pub enum Failure {
 /// library keeps a cause's text out of its own message.
 impl<E: std::error::Error> From<E> for Failure {
     fn from(e: E) -> Self {
-        let mut line = e.to_string();
-        let mut cause = e.source();
-        while let Some(error) = cause {
-            line.push_str(": ");
-            line.push_str(&error.to_string());
-            cause = error.source();
-        }
-        Failure::Error(line)
+        Failure::Error(chain(&e))
     }
+}
+
+/// `error: cause: its cause…` on one line. A cause whose text already ends
+/// the line is left out: some dependencies' errors (the redis client's)
+/// print their own source inside their message as well.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = error.source();
+    }
+    // stderr gets one line per failure, whatever a cause's text holds.
+    line.replace('\n', " ")
 }
 
 fn main() -> ExitCode {

@@ -65,29 +65,18 @@ pub fn progress(what: &'static str, total: Option<u64>) -> ProgressBar {
     bar
 }
 
-/// Parses `500ms`, `30s`, `10m`, `2h`, `7d`, or a bare number of seconds.
+/// Parses a duration as humantime does (`500ms`, `30s`, `1.5h`, `7d`,
+/// `1h30m`), or a bare number of seconds (`90`, `0.5`); zero is refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 30s, 10m, 2h, 7d)"))?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        "d" => number * 86_400.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use ms, s, m, h or d"
-            ));
+    let duration = match text.parse::<f64>() {
+        Ok(seconds) => {
+            Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))?
         }
+        Err(_) => humantime::parse_duration(text).map_err(|e| {
+            format!("{text:?} is not a duration (e.g. 500ms, 30s, 10m, 2h, 7d): {e}")
+        })?,
     };
-    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))?;
     if duration.is_zero() {
         return Err("a duration must be greater than zero".to_owned());
     }
@@ -177,7 +166,16 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5y").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("0").is_err());
+        assert!(
+            parse_duration("5q")
+                .unwrap_err()
+                .contains("unknown time unit")
+        );
         assert!(parse_duration("x").is_err());
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_secs(60)), "1m");

@@ -1,16 +1,25 @@
-//! The store the command line names, and the few things that differ
-//! between a file and a server. Everything else goes through `Store`.
+//! The store the command line names. Opening it (`open_file`, `connect`) is
+//! the one place that knows the backends' types; every command then goes
+//! through [`FullStore`] (the `Store` methods and `Maintenance`: listing,
+//! importing, purging), except `backup`, `compact` and a file's usage,
+//! which only a file has.
 
 use std::fmt;
+use std::path::Path;
 
-use kvstores::{Entries, Entry, FileStore, ListOptions, NamespacedStore, RedisStore, Store};
+use kvstores::{FileStore, FullStore, NamespacedStore, RedisStore};
 
 use crate::{Cli, Failure};
 
 /// An open store, already inside the namespace the options name.
-pub enum Target {
-    File(FileStore),
-    Server { store: RedisStore, server: String },
+pub struct Target {
+    store: Box<dyn FullStore>,
+    /// The same store when it is a file, for what only a file can do.
+    file: Option<FileStore>,
+    /// `file /x/store.redb` or `server 127.0.0.1:6379`, for messages.
+    place: String,
+    /// The namespace path from the root (the server's root segment first).
+    namespace: Vec<String>,
 }
 
 /// Whether the command may create the database file if it is missing.
@@ -38,62 +47,34 @@ impl Target {
                     .to_owned(),
             )),
             (Some(file), None) => {
-                // FileStore::open creates a missing file; only the commands
-                // that write may, so a mistyped path is an error elsewhere.
-                if create == Create::No && !file.exists() {
-                    return Err(Failure::Error(format!(
-                        "no such file: {} (only set and import create a new database)",
-                        file.display()
-                    )));
-                }
-                let file = file.clone();
-                // Opening a file left by a crash repairs it, which reads the
-                // whole file: not on an async worker.
-                let store = tokio::task::spawn_blocking(move || FileStore::open(file))
-                    .await
-                    .map_err(|e| Failure::Error(format!("opening the file panicked: {e}")))??;
-                Ok(Target::File(
-                    path.iter().fold(store, |s, name| s.with_namespace(name)),
-                ))
+                let store = descend(open_file(file, create).await?, &path);
+                Ok(Target {
+                    place: format!("file {}", store.path().display()),
+                    namespace: store.namespace().to_vec(),
+                    file: Some(store.clone()),
+                    store: Box::new(store),
+                })
             }
             (None, Some(url)) => {
-                let store = RedisStore::builder(url)
-                    .namespace(Some(&cli.root))
-                    .connect()
-                    .await?;
-                let server = store.server().to_owned();
-                let store = path.iter().fold(store, |s, name| s.with_namespace(name));
-                Ok(Target::Server { server, store })
+                let store = connect(url, &cli.root).await?;
+                let place = format!("server {}", store.server());
+                let store = descend(store, &path);
+                Ok(Target {
+                    place,
+                    namespace: store.namespace().to_vec(),
+                    file: None,
+                    store: Box::new(store),
+                })
             }
         }
     }
 
-    pub fn store(&self) -> &dyn Store {
-        match self {
-            Target::File(store) => store,
-            Target::Server { store, .. } => store,
-        }
-    }
-
-    pub fn entries(&self, options: ListOptions) -> Entries {
-        match self {
-            Target::File(store) => store.entries(options),
-            Target::Server { store, .. } => store.entries(options),
-        }
-    }
-
-    pub async fn import(&self, entries: Vec<Entry>) -> kvstores::Result<usize> {
-        match self {
-            Target::File(store) => store.import_entries(entries).await,
-            Target::Server { store, .. } => store.import_entries(entries).await,
-        }
+    pub fn store(&self) -> &dyn FullStore {
+        &*self.store
     }
 
     pub fn file(&self) -> Option<&FileStore> {
-        match self {
-            Target::File(store) => Some(store),
-            Target::Server { .. } => None,
-        }
+        self.file.as_ref()
     }
 
     /// The file, or an error saying that `command` needs one.
@@ -106,23 +87,45 @@ impl Target {
     }
 }
 
+/// Opens the database file; only the commands that write may create it, so
+/// a mistyped path is an error elsewhere.
+async fn open_file(file: &Path, create: Create) -> Result<FileStore, Failure> {
+    if create == Create::No && !file.exists() {
+        return Err(Failure::Error(format!(
+            "no such file: {} (only set and import create a new database)",
+            file.display()
+        )));
+    }
+    let file = file.to_owned();
+    // Opening a file left by a crash repairs it, which reads the whole
+    // file: not on an async worker.
+    let store = tokio::task::spawn_blocking(move || FileStore::open(file))
+        .await
+        .map_err(|e| Failure::Error(format!("opening the file panicked: {e}")))??;
+    Ok(store)
+}
+
+/// Connects to a Redis or Valkey server (`redis://`, `valkey://`), with
+/// `root` as the root namespace segment.
+async fn connect(url: &str, root: &str) -> Result<RedisStore, Failure> {
+    Ok(RedisStore::builder(url)
+        .namespace(Some(root))
+        .connect()
+        .await?)
+}
+
+fn descend<S: NamespacedStore>(store: S, path: &[&str]) -> S {
+    path.iter().fold(store, |s, name| s.with_namespace(name))
+}
+
 /// Says where the target is, for messages: `file /x/store.redb (namespace
 /// a/b)` or `server 127.0.0.1:6379 (namespace kvstores/a)`.
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (place, path) = match self {
-            Target::File(store) => (
-                format!("file {}", store.path().display()),
-                store.namespace().to_vec(),
-            ),
-            Target::Server { store, server } => {
-                (format!("server {server}"), store.namespace().to_vec())
-            }
-        };
-        if path.is_empty() {
-            write!(f, "{place} (root namespace)")
+        if self.namespace.is_empty() {
+            write!(f, "{} (root namespace)", self.place)
         } else {
-            write!(f, "{place} (namespace {})", path.join("/"))
+            write!(f, "{} (namespace {})", self.place, self.namespace.join("/"))
         }
     }
 }
