@@ -25,6 +25,7 @@
 //!  "secs":0.41,"get_ops":9000,"get_p50_ms":0.1,"get_p99_ms":3.2,"get_max_ms":9.0,"set_ops":300,...}
 //! ```
 
+#[path = "../benches/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
@@ -147,7 +148,7 @@ async fn load<S: Store + Clone + 'static>(
     keys: &Arc<[String]>,
     ttl: Option<Duration>,
 ) -> Result<(), String> {
-    common::on_tasks(64, keys.len(), |indices| {
+    common::timed(64, keys.len(), |indices| {
         let (store, keys) = (store.clone(), keys.clone());
         async move {
             for i in indices {

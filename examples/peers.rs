@@ -1,6 +1,7 @@
 //! The standard workload of `BENCH.md` on what a Rust user would pick
 //! instead of kvstores, printing the workload runner's JSON lines so that
-//! the figures line up with `examples/workload.rs` in one table.
+//! the figures line up with `examples/workload.rs` in one table (timing, keys and values come from
+//! `benches/common/mod.rs`, which they share).
 //!
 //! ```text
 //! cargo run --release --example peers -- --system NAME \
@@ -30,6 +31,7 @@
 //! keeps it in a column. Threads are the natural unit for the synchronous
 //! engines: a program would call them from blocking threads, not tasks.
 
+#[path = "../benches/common/mod.rs"]
 mod common;
 
 use std::process::ExitCode;
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Figure, on_tasks, on_threads};
+use common::{Line, on_threads, timed};
 
 const TTL: Duration = Duration::from_secs(300);
 
@@ -206,15 +208,18 @@ fn main() -> ExitCode {
                 _ => unreachable!("parse_args accepts only SYSTEMS"),
             };
             match secs {
-                Ok(secs) => Figure {
-                    system: args.system,
-                    op,
-                    concurrency,
-                    ops: args.ops,
-                    value_size: args.value_size,
-                    secs,
-                }
-                .print(),
+                Ok(secs) => println!(
+                    "{}",
+                    Line {
+                        system: args.system,
+                        op,
+                        concurrency,
+                        ops: args.ops,
+                        value_size: Some(args.value_size),
+                        secs,
+                        keys_per_op: None,
+                    }
+                ),
                 Err(message) => {
                     eprintln!(
                         "peers: {} {op} at concurrency {concurrency}: {message}",
@@ -329,7 +334,7 @@ async fn moka(op: &'static str, concurrency: usize, data: &Data) -> Result<f64, 
             cache.insert(key.clone(), entry).await;
         }
     }
-    on_tasks(concurrency, data.keys.len(), |indices| {
+    timed(concurrency, data.keys.len(), |indices| {
         let cache = cache.clone();
         let (keys, missing, values) =
             (data.keys.clone(), data.missing.clone(), data.values.clone());
