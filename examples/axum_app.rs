@@ -3,7 +3,7 @@
 //! FileStore by default, on Redis/Valkey with one flag.
 //!
 //! ```sh
-//! cargo run --features web,full --example axum_app -- \
+//! cargo run --example axum_app -- \
 //!     [--listen ADDR] [--file PATH | --redis URL] [--limit N]
 //! ```
 //!

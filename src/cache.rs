@@ -74,7 +74,7 @@ pub struct Cache<S> {
     store: S,
     flights: Arc<Flights<Outcome>>,
     stale_for: Option<Duration>,
-    #[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+    #[cfg(any(feature = "file", feature = "redis"))]
     lock: Option<Arc<lock::Lock>>,
 }
 
@@ -97,7 +97,7 @@ impl<S: Store> Cache<S> {
             store,
             flights: Arc::new(Flights::new()),
             stale_for: None,
-            #[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+            #[cfg(any(feature = "file", feature = "redis"))]
             lock: None,
         }
     }
@@ -237,7 +237,7 @@ impl<S: Store> Cache<S> {
         if let Some(value) = self.fresh(key).await.map_err(share)? {
             return Ok(value);
         }
-        #[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+        #[cfg(any(feature = "file", feature = "redis"))]
         let held = match &self.lock {
             None => None,
             Some(lock) => match lock.acquire(key, || self.fresh(key)).await {
@@ -247,7 +247,7 @@ impl<S: Store> Cache<S> {
             },
         };
         let outcome = self.load_and_store(key, expires_in, loader).await;
-        #[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+        #[cfg(any(feature = "file", feature = "redis"))]
         if let Some(held) = held {
             held.release().await;
         }
@@ -294,7 +294,7 @@ impl<S: Store> Cache<S> {
     }
 }
 
-#[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+#[cfg(any(feature = "file", feature = "redis"))]
 impl<S: Store> Cache<S> {
     /// Makes one caller of all the processes and clients that share the
     /// store load a key at a time, with a lock key in `locks` that expires
@@ -354,10 +354,7 @@ impl<S: Store> Cache<S> {
     /// assert_eq!(report, Bytes::from_static(b"..."));
     /// # Ok::<(), kvstores::Error>(()) }).unwrap();
     /// ```
-    #[cfg_attr(
-        docsrs,
-        doc(cfg(any(feature = "file", feature = "redis", feature = "valkey")))
-    )]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "file", feature = "redis"))))]
     pub fn lock_across_processes(
         mut self,
         locks: impl crate::AtomicStore + 'static,
@@ -379,7 +376,7 @@ impl<S: Clone> Clone for Cache<S> {
             store: self.store.clone(),
             flights: Arc::clone(&self.flights),
             stale_for: self.stale_for,
-            #[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+            #[cfg(any(feature = "file", feature = "redis"))]
             lock: self.lock.clone(),
         }
     }
@@ -391,7 +388,7 @@ impl<S: fmt::Debug> fmt::Debug for Cache<S> {
         debug
             .field("store", &self.store)
             .field("stale_for", &self.stale_for);
-        #[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+        #[cfg(any(feature = "file", feature = "redis"))]
         debug.field("lock_for", &self.lock.as_ref().map(|l| l.lock_for));
         debug.finish_non_exhaustive()
     }
@@ -409,7 +406,7 @@ fn shared(key: &str, outcome: Outcome) -> Result<Bytes> {
 }
 
 /// The cross-process lock: a key in a store shared by the processes.
-#[cfg(any(feature = "file", feature = "redis", feature = "valkey"))]
+#[cfg(any(feature = "file", feature = "redis"))]
 mod lock {
     use std::future::Future;
     use std::sync::Arc;

@@ -30,7 +30,7 @@
 //! | [`MemoryStore`] | `memory` (default) | this process | the lowest overhead; one process |
 //! | [`FileStore`] | `file` (default) | one redb database file | state that survives restarts; several processes on one machine |
 //! | `RedisStore` | `redis` | a Redis server | many processes, many machines |
-//! | `ValkeyStore` | `valkey` | a Valkey (or Redis) server | the same, with Valkey's defaults |
+//! | `ValkeyStore` | `redis` (or its alias `valkey`) | a Valkey (or Redis) server | the same: an alias of `RedisStore` |
 //!
 //! The `full` feature turns on every backend. `export` adds the JSON-lines
 //! format that moves entries between stores (`kvstores::export`), and `cli`
@@ -80,8 +80,10 @@
 //!   by CLOCK), `ext` (counters and batches), `list` (listing and importing).
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
 //!   expiry index, group commit on a writer thread, shared by processes.
-//! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
-//!   multiplexed, reconnecting connection per root store.
+//! - `redis` — `RedisStore` (`ValkeyStore` is an alias): one multiplexed,
+//!   reconnecting connection per root store, or a cluster connection;
+//!   `client` sends, retries and maps errors, `builder` connects, `atomic`
+//!   and `list` the extensions.
 //! - `listing` — [`Entries`], the page-by-page listing of a namespace, the
 //!   [`Entry`]s it returns and the [`EntryCursor`] a backend implements.
 //! - `export` — the JSON-lines format that carries entries between stores
@@ -94,12 +96,7 @@
 // A build with no backend (the traits and registry alone, or `export`)
 // leaves the backends' shared helpers unused.
 #![cfg_attr(
-    not(any(
-        feature = "memory",
-        feature = "file",
-        feature = "redis",
-        feature = "valkey"
-    )),
+    not(any(feature = "memory", feature = "file", feature = "redis")),
     allow(dead_code)
 )]
 
@@ -118,7 +115,7 @@ mod listing;
 #[cfg(feature = "memory")]
 mod memory;
 pub mod namespace;
-#[cfg(any(feature = "redis", feature = "valkey"))]
+#[cfg(feature = "redis")]
 mod redis;
 mod registry;
 mod stats;
@@ -145,23 +142,7 @@ pub mod web;
 pub use bytes::Bytes;
 
 #[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
-#[cfg(feature = "valkey")]
-#[cfg_attr(docsrs, doc(cfg(feature = "valkey")))]
-pub use self::redis::{ValkeyStore, ValkeyStoreBuilder};
-
-/// The generic type behind [`RedisStore`] and [`ValkeyStore`], and the
-/// markers of the server kinds. Most code names the aliases instead.
-#[cfg(any(feature = "redis", feature = "valkey"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "valkey"))))]
-pub mod server {
-    #[cfg(feature = "redis")]
-    pub use crate::redis::Redis;
-    #[cfg(feature = "valkey")]
-    pub use crate::redis::Valkey;
-    pub use crate::redis::{ServerKind, ServerStore, ServerStoreBuilder};
-}
+pub use self::redis::{RedisStore, RedisStoreBuilder, ValkeyStore, ValkeyStoreBuilder};
 pub use cache::Cache;
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};

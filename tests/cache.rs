@@ -254,26 +254,26 @@ mod file {
 /// Redis and Valkey: the suite on the shared test server, and single flight
 /// across two store instances, each with its own connection.
 macro_rules! server_cache_tests {
-    ($module:ident, $feature:literal, $store:ident) => {
-        #[cfg(feature = $feature)]
+    ($module:ident, $kind:expr) => {
+        #[cfg(feature = "redis")]
         mod $module {
             use std::time::Duration;
 
-            use kvstores::{Bytes, Cache, NamespacedStore, Store, $store};
+            use kvstores::{Bytes, Cache, NamespacedStore, Store};
 
-            use crate::support::{self, Backend, Options, Server};
+            use crate::support::{self, Kind, Options, Server};
 
-            crate::cache_suite!(async { support::fresh::<$store>().await });
+            crate::cache_suite!(async { support::fresh($kind).await });
 
             /// Two store instances, 50 callers each, on one cold key: one
             /// loader run in all.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn two_instances_load_a_key_once() {
-                let url = Server::shared(<$store as Backend>::KIND).url();
+                let url = Server::shared($kind).url();
                 let namespace = support::unique("cache-two");
                 let options = Options::namespace(Some(&namespace));
-                let first = <$store as Backend>::build(&url, options).await.unwrap();
-                let second = <$store as Backend>::build(&url, options).await.unwrap();
+                let first = options.connect(&url).await.unwrap();
+                let second = options.connect(&url).await.unwrap();
                 let lock_for = Duration::from_secs(10);
                 let caches = [&first, &second].map(|store| {
                     Cache::new(store.with_namespace("values"))
@@ -292,5 +292,5 @@ macro_rules! server_cache_tests {
     };
 }
 
-server_cache_tests!(redis, "redis", RedisStore);
-server_cache_tests!(valkey, "valkey", ValkeyStore);
+server_cache_tests!(redis, Kind::Redis);
+server_cache_tests!(valkey, Kind::Valkey);

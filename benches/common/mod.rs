@@ -278,15 +278,22 @@ pub async fn connect_server(
     let _ = (url, root); // unused without a server backend
     match backend {
         #[cfg(feature = "redis")]
-        "redis" => kvstores::RedisStore::builder(url.unwrap_or(kvstores::RedisStore::DEFAULT_URL))
-            .namespace(Some(root))
-            .connect()
-            .await
-            .map(|store| Arc::new(store) as Arc<dyn FullStore>)
-            .map_err(|e| e.to_string()),
-        #[cfg(feature = "valkey")]
-        "valkey" => {
-            kvstores::ValkeyStore::builder(url.unwrap_or(kvstores::ValkeyStore::DEFAULT_URL))
+        "redis" | "valkey" => {
+            let url = url.unwrap_or(if backend == "redis" {
+                kvstores::RedisStore::DEFAULT_URL
+            } else {
+                kvstores::RedisStore::VALKEY_DEFAULT_URL
+            });
+            // A comma-separated list of URLs names a cluster's nodes.
+            #[cfg(feature = "cluster")]
+            let builder = if url.contains(',') {
+                kvstores::RedisStore::cluster_builder(url.split(','))
+            } else {
+                kvstores::RedisStore::builder(url)
+            };
+            #[cfg(not(feature = "cluster"))]
+            let builder = kvstores::RedisStore::builder(url);
+            builder
                 .namespace(Some(root))
                 .connect()
                 .await
