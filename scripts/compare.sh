@@ -3,25 +3,34 @@
 # peers in one run, and prints one markdown table with the ratios the
 # performance targets of the memory, FileStore and Redis/Valkey issues ask for.
 #
-#   scripts/compare.sh [--python] [--scaling] [--repeat 3] [--ops 20000]
+#   scripts/compare.sh [--python] [--scaling] [--latency] [--repeat 3]
+#                      [--ops 20000] [--durable-ops OPS/10]
 #
 # It builds the release examples, starts its own redis-server and
 # valkey-server on free loopback ports (never touching a server you run;
 # nothing persisted; both stopped on exit), then runs, each --repeat times:
 #   - examples/workload for memory, file (default: durable, multi-process),
+#     file --exclusive (durable, one process: set and get_hit only),
 #     file --exclusive --flush-every 1000, redis and valkey, at concurrency 1
 #     and 64;
 #   - redis-benchmark -q -n 100000 -d 100 -t set,get -c 1 and -c 64 against
 #     both servers;
-#   - examples/dashmap_baseline (bare DashMap lookups on two threads) and
-#     examples/redb_baseline (raw redb, one durable commit per set);
+#   - examples/peers: a bare DashMap and moka beside MemoryStore; raw redb
+#     (a durable commit per set; reads), SQLite in WAL mode with
+#     synchronous=FULL and NORMAL, and fjall durable and not, beside
+#     FileStore. The durable peers' writes (an fsync each) run --durable-ops
+#     operations, not --ops, to keep the run short; their lines say so;
 #   - with --python, scripts/python_peers.py (Litestar's stores and
 #     python-diskcache), installed with pip into target/python-peers;
-#   - with --scaling, once: examples/scaling (delete_expired and namespace
+#   - with --scaling, once (before the rounds): examples/scaling (delete_expired and namespace
 #     delete_all removing 10,000 entries from 10k, 100k and 1M keys; it
-#     repeats each point itself).
-# Every JSON line goes to target/compare/results.jsonl; the table gives the
-# median of the repeats.
+#     repeats each point itself);
+#   - with --latency, once (before the rounds): examples/expiry_latency (p99 of concurrent get
+#     and set while delete_expired removes 100,000 of 1,000,000 keys, for
+#     memory and file; --repeat runs each).
+# Every JSON line goes to target/compare/results.jsonl; the tables give the
+# median of the repeats, and scripts/compare_charts.py draws them as SVG
+# into target/compare/ (copy them to docs/bench/ to publish a run).
 #
 # Needs: cargo, python3, redis-server and redis-benchmark (Debian:
 # `apt-get install redis-server redis-tools`). valkey-server is taken from
@@ -32,19 +41,24 @@ cd "$(dirname "$0")/.."
 
 repeat=3
 ops=20000
+durable_ops=
 python=0
 scaling=0
+latency=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --python) python=1 ;;
         --scaling) scaling=1 ;;
+        --latency) latency=1 ;;
         --repeat) repeat="$2"; shift ;;
         --ops) ops="$2"; shift ;;
-        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --durable-ops) durable_ops="$2"; shift ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
+durable_ops=${durable_ops:-$(( ops / 10 > 0 ? ops / 10 : 1 ))}
 
 need() {
     command -v "$1" >/dev/null 2>&1 || {
@@ -88,8 +102,7 @@ fi
 
 echo "== building the release examples" >&2
 cargo build --release --quiet --features full \
-    --example workload --example dashmap_baseline --example redb_baseline \
-    --example scaling
+    --example workload --example peers --example scaling --example expiry_latency
 bin=target/release/examples
 
 if [ "$python" = 1 ]; then
@@ -169,14 +182,35 @@ for line in sys.stdin:
 ' "redis-benchmark-$server" "$c" | tee -a "$results" >&2
 }
 
+# The once-only runs first: if a long run is cut short, they are in.
+if [ "$scaling" = 1 ]; then
+    echo "== scaling" >&2
+    run "$bin/scaling" --repeat "$repeat"
+fi
+if [ "$latency" = 1 ]; then
+    echo "== delete_expired latency" >&2
+    run "$bin/expiry_latency" --backend memory --repeat "$repeat"
+    run "$bin/expiry_latency" --backend file --repeat "$repeat"
+fi
+
 for round in $(seq "$repeat"); do
     echo "== round $round of $repeat" >&2
     run "$bin/workload" --backend memory --ops "$ops"
-    run "$bin/dashmap_baseline" --ops "$ops" --threads 2
+    # Threads for the synchronous peers; 2 too, one per core of the
+    # machine the issues' figures come from.
+    run "$bin/peers" --system dashmap-bare --ops "$ops" --concurrency 1,2,64
+    run "$bin/peers" --system moka-future --ops "$ops"
     run "$bin/workload" --backend file --ops "$ops"
+    run "$bin/workload" --backend file --ops "$ops" --exclusive --op set,get_hit
     run "$bin/workload" --backend file --ops "$ops" --exclusive --flush-every 1000
-    run "$bin/redb_baseline" --ops "$ops" --concurrency 1,64
-    run "$bin/redb_baseline" --ops "$ops" --concurrency 1,64 --multi-writer
+    run "$bin/peers" --system redb-one-commit-per-set --ops "$durable_ops"
+    run "$bin/peers" --system redb-one-commit-per-set-multi-writer --ops "$durable_ops"
+    run "$bin/peers" --system redb-read-txn-per-get --ops "$ops" --concurrency 1,2,64
+    run "$bin/peers" --system redb-one-read-txn --ops "$ops" --concurrency 1,2,64
+    run "$bin/peers" --system sqlite-wal-full --ops "$durable_ops" --op set,set_ttl,get_renew,delete
+    run "$bin/peers" --system sqlite-wal-normal --ops "$ops" --concurrency 1,2,64
+    run "$bin/peers" --system fjall-durable --ops "$durable_ops" --op set,set_ttl,delete
+    run "$bin/peers" --system fjall --ops "$ops" --concurrency 1,2,64
     run "$bin/workload" --backend redis --ops "$ops" --url "redis://127.0.0.1:$redis_port"
     run "$bin/workload" --backend valkey --ops "$ops" --url "valkey://127.0.0.1:$valkey_port"
     for c in 1 64; do
@@ -189,16 +223,14 @@ for round in $(seq "$repeat"); do
     fi
 done
 
-if [ "$scaling" = 1 ]; then
-    echo "== scaling" >&2
-    run "$bin/scaling" --repeat "$repeat"
-fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 echo "Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB of memory."
 flags=""
 if [ "$python" = 1 ]; then flags+="--python "; fi
 if [ "$scaling" = 1 ]; then flags+="--scaling "; fi
-echo "Command: scripts/compare.sh $flags--repeat $repeat --ops $ops"
+if [ "$latency" = 1 ]; then flags+="--latency "; fi
+echo "Command: scripts/compare.sh $flags--repeat $repeat --ops $ops --durable-ops $durable_ops"
 echo
 python3 scripts/compare_table.py "$results"
+python3 scripts/compare_charts.py "$results" "$out"

@@ -1,6 +1,7 @@
 //! The one workload code every measurement shares: the criterion benches
 //! (`mod common;`) and the JSON-lines runners `examples/workload.rs` and
-//! `examples/ext_workload.rs` (`#[path = "../benches/common/mod.rs"]`).
+//! `examples/ext_workload.rs`, `examples/peers.rs` and
+//! `examples/expiry_latency.rs` (`#[path = "../benches/common/mod.rs"]`).
 //!
 //! Stores are handled as `Arc<dyn Store>`, so one copy serves every backend;
 //! the timing helper takes a closure, so it serves other clients too.
@@ -11,7 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::iter::StepBy;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -303,4 +304,77 @@ pub async fn connect_server(
             "backend {other:?} is unknown or not compiled in (build with --features full)"
         )),
     }
+}
+
+/// Runs `op(&mut state, i)` for every `i` in `0..n` on `concurrency` OS
+/// threads, the way [`timed`] splits them; each thread first makes its own
+/// `state` with `init(thread)` (a connection, a read transaction), which is
+/// not timed. Returns the seconds from the first thread's first operation to
+/// the last thread's end: each thread reads the clock itself once all are
+/// ready, since the thread that spawned them may be scheduled much later.
+pub fn on_threads<S, I, F>(concurrency: usize, n: usize, init: I, op: F) -> Result<f64, String>
+where
+    I: Fn(usize) -> Result<S, String> + Sync,
+    F: Fn(&mut S, usize) -> Result<(), String> + Sync,
+{
+    let ready = Barrier::new(concurrency);
+    let spans = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..concurrency)
+            .map(|thread| {
+                let (init, op, ready) = (&init, &op, &ready);
+                scope.spawn(move || {
+                    let state = init(thread);
+                    ready.wait();
+                    let start = Instant::now();
+                    let mut state = state?;
+                    for i in (thread..n).step_by(concurrency) {
+                        op(&mut state, i)?;
+                    }
+                    Ok::<_, String>((start, Instant::now()))
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .map_err(|_| "a worker thread panicked".to_owned())?
+            })
+            .collect::<Result<Vec<_>, String>>()
+    })?;
+    let start = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one thread");
+    let end = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one thread");
+    Ok((end - start).as_secs_f64())
+}
+
+/// Milliseconds since the Unix epoch `d` from now, the absolute expiry that
+/// peers without expiry of their own store beside a value.
+pub fn deadline_ms(d: Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    (now + d).as_millis() as u64
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn now_ms() -> u64 {
+    deadline_ms(Duration::ZERO)
+}
+
+/// The `q`-quantile (0 to 1) of `samples`, sorting them; zero when empty.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let rank = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1]
 }
