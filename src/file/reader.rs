@@ -66,7 +66,7 @@ pub(super) struct Reader {
     /// only, where beginning a read transaction touches no file lock.
     inline: bool,
     /// Reads of this database in progress in this process, inline or on
-    /// the thread.
+    /// the thread; counted only where `inline`.
     in_flight: AtomicUsize,
 }
 
@@ -104,11 +104,14 @@ impl Reader {
     /// Looks every entry up in one read transaction, a snapshot, and
     /// returns those that are live, in order.
     pub(super) async fn get_many(&self, lookups: Vec<Lookup>) -> Result<Vec<Found>> {
+        if !self.inline || lookups.len() > MAX_INLINE {
+            return self.thread.call(|reply| Job { lookups, reply }).await;
+        }
         // Alone, a read is served inline; among others it joins the
         // thread's next batch, whose one transaction serves them all.
         let alone = self.in_flight.fetch_add(1, Ordering::Relaxed) == 0;
         let _in_flight = InFlight(&self.in_flight);
-        if self.inline && alone && lookups.len() <= MAX_INLINE {
+        if alone {
             let inline = self.db.try_with(|database| {
                 let txn = database.begin_read()?;
                 let entries = txn.open_table(ENTRIES)?;
