@@ -99,7 +99,11 @@ pub use list::FileUsage;
 /// rate; concurrent writers share commits, so their rate grows with their
 /// number. `exclusive` halves the fsyncs of a commit, and
 /// [`FileDurability::Periodic`] takes them off the write path. Reads never
-/// wait for a commit. `delete_expired` costs what has expired: its index
+/// wait for a commit. With `exclusive`, a read that is the only one in
+/// flight runs on the caller's thread (several times faster than handing
+/// it to the store's reader thread); on a cold cache it then waits for the
+/// disk there, a few page reads, once per page. Concurrent reads, and every
+/// read in the default mode, are served by the reader thread in batches. `delete_expired` costs what has expired: its index
 /// scan reads nothing else, but removing entries scattered through a large
 /// file rewrites one page each. `BENCHMARKS.md` in the repository has the
 /// figures of each configuration.
