@@ -19,9 +19,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{fill, runtime, shared, value};
+use common::{fill, runtime, shared, time_removals, value};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvstores::{FileDurability, FileStore, ManualClock, NamespacedStore, Store};
 
@@ -47,59 +47,8 @@ fn operations(c: &mut Criterion) {
         let missing = common::keys(size, "missing");
         rt.block_on(fill(&shared(&store), &keys, TTL));
 
-        let mut group = c.benchmark_group(format!("file/op/{size}"));
-        group.throughput(Throughput::Elements(1));
-        let mut i = 0;
-        let mut next = move || {
-            i = (i + 1) % size;
-            i
-        };
-        group.bench_function("get_hit", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move { assert!(store.get(key, None).await.unwrap().is_some()) }
-            })
-        });
-        group.bench_function("get_miss", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &missing[next()];
-                let store = &store;
-                async move { assert!(store.get(key, None).await.unwrap().is_none()) }
-            })
-        });
-        group.bench_function("get_renew", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move { assert!(store.get(key, TTL).await.unwrap().is_some()) }
-            })
-        });
-        group.bench_function("exists", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move { assert!(store.exists(key).await.unwrap()) }
-            })
-        });
-        group.bench_function("set_overwrite", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move { store.set(key, value(), TTL).await.unwrap() }
-            })
-        });
-        group.bench_function("delete_then_set", |b| {
-            b.to_async(&rt).iter(|| {
-                let key = &keys[next()];
-                let store = &store;
-                async move {
-                    store.delete(key).await.unwrap();
-                    store.set(key, value(), TTL).await.unwrap();
-                }
-            })
-        });
-        group.finish();
+        let name = format!("file/op/{size}");
+        common::bench_ops(c, &name, &rt, &store, &keys, &missing, TTL);
     }
 }
 
@@ -139,19 +88,13 @@ fn scaling(c: &mut Criterion) {
             None,
         ));
         let handle = shared(&store);
+        let store = &store;
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        fill(&handle, &victims, Some(Duration::from_secs(1))).await;
-                        clock.advance(Duration::from_secs(1));
-                        let start = Instant::now();
-                        let removed = store.delete_expired().await.unwrap();
-                        spent += start.elapsed();
-                        assert_eq!(removed, REMOVED);
-                    }
-                    spent
+                let expiring = Some(Duration::from_secs(1));
+                let advance = || clock.advance(Duration::from_secs(1));
+                time_removals(&rt, iters, &handle, &victims, expiring, advance, || async {
+                    assert_eq!(store.delete_expired().await.unwrap(), REMOVED);
                 })
             })
         });
@@ -175,16 +118,15 @@ fn scaling(c: &mut Criterion) {
         let handle = shared(&victim);
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        fill(&handle, &victims, None).await;
-                        let start = Instant::now();
-                        victim.delete_all().await.unwrap();
-                        spent += start.elapsed();
-                    }
-                    spent
-                })
+                time_removals(
+                    &rt,
+                    iters,
+                    &handle,
+                    &victims,
+                    None,
+                    || {},
+                    || async { handle.delete_all().await.unwrap() },
+                )
             })
         });
     }

@@ -21,9 +21,9 @@ mod servers;
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{fill, shared, value};
+use common::{fill, shared, time_removals};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvstores::{NamespacedStore, RedisStore, ValkeyStore};
 use servers::{Kind, Server};
@@ -44,54 +44,13 @@ fn bench_kind<S: NamespacedStore + Clone + 'static>(
     let ops = store.with_namespace("ops");
     rt.block_on(fill(&shared(&ops), &keys, TTL));
 
-    let mut group = c.benchmark_group(format!("{name}/op"));
-    group.throughput(Throughput::Elements(1));
+    common::bench_ops(c, &format!("{name}/op"), rt, &ops, &keys, &missing, TTL);
+
     let mut i = 0;
     let mut next = move || {
         i = (i + 1) % KEYS;
         i
     };
-    group.bench_function("get_hit", |b| {
-        b.to_async(rt).iter(|| {
-            let (key, ops) = (&keys[next()], &ops);
-            async move { assert!(ops.get(key, None).await.unwrap().is_some()) }
-        })
-    });
-    group.bench_function("get_miss", |b| {
-        b.to_async(rt).iter(|| {
-            let (key, ops) = (&missing[next()], &ops);
-            async move { assert!(ops.get(key, None).await.unwrap().is_none()) }
-        })
-    });
-    group.bench_function("get_renew", |b| {
-        b.to_async(rt).iter(|| {
-            let (key, ops) = (&keys[next()], &ops);
-            async move { assert!(ops.get(key, TTL).await.unwrap().is_some()) }
-        })
-    });
-    group.bench_function("exists", |b| {
-        b.to_async(rt).iter(|| {
-            let (key, ops) = (&keys[next()], &ops);
-            async move { assert!(ops.exists(key).await.unwrap()) }
-        })
-    });
-    group.bench_function("set", |b| {
-        b.to_async(rt).iter(|| {
-            let (key, ops) = (&keys[next()], &ops);
-            async move { ops.set(key, value(), TTL).await.unwrap() }
-        })
-    });
-    group.bench_function("delete_then_set", |b| {
-        b.to_async(rt).iter(|| {
-            let (key, ops) = (&keys[next()], &ops);
-            async move {
-                ops.delete(key).await.unwrap();
-                ops.set(key, value(), TTL).await.unwrap();
-            }
-        })
-    });
-    group.finish();
-
     let mut group = c.benchmark_group(format!("{name}/get_hit_64_tasks"));
     group.throughput(Throughput::Elements(64));
     group.bench_function("get_hit", |b| {
@@ -124,20 +83,18 @@ fn bench_kind<S: NamespacedStore + Clone + 'static>(
         let more = common::keys(total - REMOVED, "kept");
         rt.block_on(fill(&shared(&others), &more[held..].into(), TTL));
         held = more.len();
-        let victim = store.with_namespace("victim");
-        let handle = shared(&victim);
+        let victim = shared(&store.with_namespace("victim"));
         group.bench_with_input(BenchmarkId::from_parameter(total), &total, |b, _| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        fill(&handle, &victims, TTL).await;
-                        let start = Instant::now();
-                        victim.delete_all().await.unwrap();
-                        spent += start.elapsed();
-                    }
-                    spent
-                })
+                time_removals(
+                    rt,
+                    iters,
+                    &victim,
+                    &victims,
+                    TTL,
+                    || {},
+                    || async { victim.delete_all().await.unwrap() },
+                )
             })
         });
     }

@@ -11,9 +11,12 @@
 //! cargo run --release --example expiry_scale -- [--ops 1000000] [--expired 10000]
 //! ```
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
-use kvstores::{Bytes, FileDurability, FileStore, Store};
+use kvstores::{FileDurability, FileStore};
 
 #[tokio::main]
 async fn main() -> kvstores::Result<()> {
@@ -39,24 +42,13 @@ async fn main() -> kvstores::Result<()> {
             .exclusive(true)
             .durability(FileDurability::Periodic(Duration::from_secs(1)))
             .open()?;
-        let tasks: Vec<_> = (0..64)
-            .map(|t| {
-                let loader = loader.clone();
-                tokio::spawn(async move {
-                    for i in (t..ops).step_by(64) {
-                        let expires = i % every == 0 && i / every < expired;
-                        let ttl = expires.then_some(Duration::from_secs(1));
-                        loader
-                            .set(&format!("key-{i}"), Bytes::from(vec![7u8; 100]), ttl)
-                            .await?;
-                    }
-                    kvstores::Result::<()>::Ok(())
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("a loader task")?;
-        }
+        let keys = common::keys(ops, "key");
+        common::load(&common::shared(&loader), &keys, move |i| {
+            let expires = i % every == 0 && i / every < expired;
+            (common::value(), expires.then_some(Duration::from_secs(1)))
+        })
+        .await
+        .expect("loading the store");
     }
     let store = FileStore::open(&path)?;
     tokio::time::sleep(Duration::from_millis(1100)).await;

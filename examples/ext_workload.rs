@@ -21,8 +21,9 @@
 mod common;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use kvstores::{AtomicStore, BatchStore, Bytes, MemoryStore};
+use kvstores::{Bytes, FullStore, MemoryStore};
 
 const COUNTERS: usize = 100;
 const BATCH: usize = 20;
@@ -51,53 +52,36 @@ fn main() -> ExitCode {
             }
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = common::runtime();
     runtime.block_on(async {
         let system = format!("kvstores-{backend}");
         match backend.as_str() {
-            "memory" => run(&system, MemoryStore::new(), ops, &concurrency).await,
+            "memory" => run(&system, Arc::new(MemoryStore::new()), ops, &concurrency).await,
             #[cfg(feature = "file")]
             "file" => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
                 let store = kvstores::FileStore::open(dir.path().join("ext.redb")).expect("open");
-                run(&system, store, ops, &concurrency).await
+                run(&system, Arc::new(store), ops, &concurrency).await
             }
-            #[cfg(feature = "redis")]
-            "redis" => {
-                let url = url.as_deref().unwrap_or(kvstores::RedisStore::DEFAULT_URL);
-                let store = kvstores::RedisStore::builder(url)
-                    .namespace(Some("kvstores-ext-workload"))
-                    .connect()
-                    .await
-                    .expect("connect");
+            backend => {
+                let store =
+                    match common::connect_server(backend, url.as_deref(), "kvstores-ext-workload")
+                        .await
+                    {
+                        Ok(store) => store,
+                        Err(message) => {
+                            eprintln!("{message}");
+                            return ExitCode::from(2);
+                        }
+                    };
                 run(&system, store, ops, &concurrency).await
-            }
-            #[cfg(feature = "valkey")]
-            "valkey" => {
-                let url = url.as_deref().unwrap_or(kvstores::ValkeyStore::DEFAULT_URL);
-                let store = kvstores::ValkeyStore::builder(url)
-                    .namespace(Some("kvstores-ext-workload"))
-                    .connect()
-                    .await
-                    .expect("connect");
-                run(&system, store, ops, &concurrency).await
-            }
-            other => {
-                eprintln!("backend {other:?} is unknown or not compiled in");
-                return ExitCode::from(2);
             }
         }
         ExitCode::SUCCESS
     })
 }
 
-async fn run<S>(system: &str, store: S, ops: usize, concurrency: &[usize])
-where
-    S: AtomicStore + BatchStore + Clone + 'static,
-{
+async fn run(system: &str, store: Arc<dyn FullStore>, ops: usize, concurrency: &[usize]) {
     let keys = common::keys(ops, "key");
     let value = common::value();
     for &c in concurrency {
@@ -114,7 +98,7 @@ where
         })
         .await
         .expect("increments");
-        let total: i64 = counters_sum(&store).await;
+        let total: i64 = counters_sum(&*store).await;
         assert_eq!(total, ops as i64, "increments lost");
         print(system, "increment", c, ops, secs, None);
 
@@ -150,7 +134,7 @@ where
 }
 
 /// The sum of all counters, read back in one batch.
-async fn counters_sum<S: BatchStore>(store: &S) -> i64 {
+async fn counters_sum(store: &dyn FullStore) -> i64 {
     let names: Vec<String> = (0..COUNTERS).map(|i| format!("counter-{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let values = store.get_many(&names).await.expect("get_many");

@@ -25,9 +25,13 @@
 //! store's size added: `secs` is the median of `--repeat` runs, `runs` lists
 //! them all.
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvstores::{Bytes, FileDurability, FileStore, ManualClock, MemoryStore, NamespacedStore};
+use kvstores::{FileDurability, FileStore, Maintenance, ManualClock, MemoryStore, NamespacedStore};
 
 const KEPT_TTL: Option<Duration> = Some(Duration::from_secs(3600));
 
@@ -79,12 +83,12 @@ async fn main() -> kvstores::Result<()> {
             .map(|i| format!("key-{i}"))
             .collect()
     };
-    let victims: Vec<String> = (0..args.removed).map(|i| format!("victim-{i}")).collect();
+    let victims = common::keys(args.removed, "victim");
 
     for &size in &args.sizes {
         let clock = ManualClock::new();
         let store = MemoryStore::builder().clock(clock.clone()).build();
-        load(&store, &kept_keys(size), KEPT_TTL).await?;
+        load(&store, &kept_keys(size), KEPT_TTL).await;
         measure("kvstores-memory", &store, &clock, size, &victims, &args).await?;
     }
 
@@ -98,7 +102,7 @@ async fn main() -> kvstores::Result<()> {
                 .durability(FileDurability::Periodic(Duration::from_secs(1)))
                 .clock(clock.clone())
                 .open()?;
-            load(&loader, &kept_keys(size), KEPT_TTL).await?;
+            load(&loader, &kept_keys(size), KEPT_TTL).await;
         }
         let store = FileStore::builder(&path).clock(clock.clone()).open()?;
         measure("kvstores-file", &store, &clock, size, &victims, &args).await?;
@@ -106,100 +110,39 @@ async fn main() -> kvstores::Result<()> {
     Ok(())
 }
 
-/// Spreads `keys` over ten namespaces of `store`, set on 64 tasks.
+/// Spreads `keys` over ten namespaces of `store` (key `i` into the
+/// namespace `other-{i % 10}`), loaded on 64 tasks each.
 async fn load<S: NamespacedStore + Clone + 'static>(
     store: &S,
     keys: &[String],
     ttl: Option<Duration>,
-) -> kvstores::Result<()> {
-    let namespaces: Vec<S> = (0..10)
-        .map(|n| store.with_namespace(&format!("other-{n}")))
-        .collect();
-    let tasks: Vec<_> = (0..64)
-        .map(|t| {
-            let namespaces = namespaces.clone();
-            let keys: Vec<(usize, String)> = keys
-                .iter()
-                .cloned()
-                .enumerate()
-                .skip(t)
-                .step_by(64)
-                .collect();
-            tokio::spawn(async move {
-                for (i, key) in keys {
-                    namespaces[i % 10]
-                        .set(&key, Bytes::from(vec![7u8; 100]), ttl)
-                        .await?;
-                }
-                kvstores::Result::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("a loader task")?;
-    }
-    Ok(())
-}
-
-/// Sets `victims` in one namespace on 64 tasks.
-async fn load_victims<S: NamespacedStore + Clone + 'static>(
-    victim: &S,
-    victims: &[String],
-    ttl: Option<Duration>,
-) -> kvstores::Result<()> {
-    let tasks: Vec<_> = (0..64)
-        .map(|t| {
-            let victim = victim.clone();
-            let keys: Vec<String> = victims.iter().skip(t).step_by(64).cloned().collect();
-            tokio::spawn(async move {
-                for key in keys {
-                    victim.set(&key, Bytes::from(vec![7u8; 100]), ttl).await?;
-                }
-                kvstores::Result::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("a loader task")?;
-    }
-    Ok(())
-}
-
-trait Purge {
-    async fn purge(&self) -> kvstores::Result<usize>;
-}
-
-impl Purge for MemoryStore {
-    async fn purge(&self) -> kvstores::Result<usize> {
-        Ok(self.delete_expired().await)
+) {
+    for n in 0..10 {
+        let share: Arc<[String]> = keys.iter().skip(n).step_by(10).cloned().collect();
+        let namespace = store.with_namespace(&format!("other-{n}"));
+        common::fill(&common::shared(&namespace), &share, ttl).await;
     }
 }
 
-impl Purge for FileStore {
-    async fn purge(&self) -> kvstores::Result<usize> {
-        self.delete_expired().await
-    }
-}
-
-async fn measure<S: NamespacedStore + Purge + Clone + 'static>(
+async fn measure<S: NamespacedStore + Maintenance + Clone + 'static>(
     system: &str,
     store: &S,
     clock: &ManualClock,
     size: usize,
-    victims: &[String],
+    victims: &Arc<[String]>,
     args: &Args,
 ) -> kvstores::Result<()> {
     let every = size / args.removed;
     let expiring: Vec<String> = (0..args.removed)
         .map(|j| format!("key-{}-victim", j * every))
         .collect();
-    let victim = store.with_namespace("victim");
+    let victim = common::shared(&store.with_namespace("victim"));
     let mut expired = Vec::new();
     for _ in 0..args.repeat {
-        load(store, &expiring, Some(Duration::from_secs(1))).await?;
+        load(store, &expiring, Some(Duration::from_secs(1))).await;
         clock.advance(Duration::from_secs(1));
         let start = Instant::now();
-        let removed = store.purge().await?;
+        let removed = store.delete_expired().await?;
         expired.push(start.elapsed().as_secs_f64());
         assert_eq!(
             removed, args.removed,
@@ -210,7 +153,7 @@ async fn measure<S: NamespacedStore + Purge + Clone + 'static>(
 
     let mut deleted = Vec::new();
     for _ in 0..args.repeat {
-        load_victims(&victim, victims, None).await?;
+        common::fill(&victim, victims, None).await;
         let start = Instant::now();
         victim.delete_all().await?;
         deleted.push(start.elapsed().as_secs_f64());

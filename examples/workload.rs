@@ -29,13 +29,11 @@
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvstores::{Bytes, MemoryStore, Store};
+use kvstores::{Bytes, FullStore, MemoryStore, Store};
 
 const OPS: [&str; 7] = [
     "set",
@@ -47,9 +45,6 @@ const OPS: [&str; 7] = [
     "delete_expired",
 ];
 const TTL: Duration = Duration::from_secs(300);
-
-/// How a backend removes its expired entries, for the `delete_expired` op.
-type Purge<S> = fn(S) -> Pin<Box<dyn Future<Output = usize> + Send>>;
 
 struct Args {
     backend: String,
@@ -133,10 +128,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = common::runtime();
     match runtime.block_on(run_backend(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -149,10 +141,7 @@ fn main() -> ExitCode {
 async fn run_backend(args: &Args) -> Result<(), String> {
     let system = format!("kvstores-{}{}", args.backend, args.system_suffix);
     match args.backend.as_str() {
-        "memory" => {
-            let purge: Purge<MemoryStore> = |s| Box::pin(async move { s.delete_expired().await });
-            run(args, &system, MemoryStore::new(), Some(purge)).await
-        }
+        "memory" => run(args, &system, Arc::new(MemoryStore::new()), true).await,
         #[cfg(feature = "file")]
         "file" => {
             use kvstores::{FileDurability, FileStore};
@@ -181,62 +170,41 @@ async fn run_backend(args: &Args) -> Result<(), String> {
                 .durability(durability)
                 .open()
                 .map_err(|e| e.to_string())?;
-            let purge: Purge<FileStore> =
-                |s| Box::pin(async move { s.delete_expired().await.expect("delete_expired") });
-            run(args, &system, store, Some(purge)).await
+            run(args, &system, Arc::new(store), true).await
         }
         // Redis and Valkey keep their keys under the root segment
         // `kvstores-workload`, which delete_all empties between ops; the
-        // server's other keys are never touched.
-        #[cfg(feature = "redis")]
-        "redis" => {
-            let url = args
-                .url
-                .as_deref()
-                .unwrap_or(kvstores::RedisStore::DEFAULT_URL);
-            let store = kvstores::RedisStore::builder(url)
-                .namespace(Some("kvstores-workload"))
-                .connect()
+        // server's other keys are never touched. They expire keys
+        // themselves: the workload's delete_expired is for memory and file
+        // only.
+        backend => {
+            let store = common::connect_server(backend, args.url.as_deref(), "kvstores-workload")
                 .await
-                .map_err(|e| e.to_string())?;
-            run(args, &system, store, None).await
+                .map_err(|e| format!("{e}\n{}", usage()))?;
+            run(args, &system, store, false).await
         }
-        #[cfg(feature = "valkey")]
-        "valkey" => {
-            let url = args
-                .url
-                .as_deref()
-                .unwrap_or(kvstores::ValkeyStore::DEFAULT_URL);
-            let store = kvstores::ValkeyStore::builder(url)
-                .namespace(Some("kvstores-workload"))
-                .connect()
-                .await
-                .map_err(|e| e.to_string())?;
-            run(args, &system, store, None).await
-        }
-        other => Err(format!(
-            "backend {other:?} is unknown or not compiled in (build with --features full)\n{}",
-            usage()
-        )),
     }
 }
 
-async fn run<S: Store + Clone + 'static>(
+/// Runs every op at every concurrency; `delete_expired` only when `purges`.
+async fn run(
     args: &Args,
     system: &str,
-    store: S,
-    purge: Option<Purge<S>>,
+    store: Arc<dyn FullStore>,
+    purges: bool,
 ) -> Result<(), String> {
     let keys = common::keys(args.ops, "key");
     let missing = common::keys(args.ops, "missing");
     let values = common::random_values(args.ops, args.value_size);
-    let shared = common::shared(&store);
+    let shared: Arc<dyn Store> = store.clone();
     for &concurrency in &args.concurrency {
         for op in &args.op {
             store.delete_all().await.map_err(|e| e.to_string())?;
             let secs = match op.as_str() {
                 "delete_expired" => {
-                    let Some(purge) = purge else { continue };
+                    if !purges {
+                        continue;
+                    }
                     let values = values.clone();
                     common::load(&shared, &keys, move |i| {
                         (
@@ -247,7 +215,7 @@ async fn run<S: Store + Clone + 'static>(
                     .await?;
                     tokio::time::sleep(Duration::from_millis(1100)).await;
                     let start = Instant::now();
-                    let removed = purge(store.clone()).await;
+                    let removed = store.delete_expired().await.map_err(|e| e.to_string())?;
                     let secs = start.elapsed().as_secs_f64();
                     if removed != args.ops.div_ceil(2) {
                         return Err(format!(

@@ -3,23 +3,26 @@
 //!
 //! ```text
 //! cargo run --release --example zipf_hit_ratio -- [--keys 100000] [--capacity 10000] \
-//!     [--requests 1000000] [--exponent 1.0]
+//!     [--requests 1000000] [--exponent 1.0] [--namespaces 1]
 //! ```
 //!
 //! Each request reads a key drawn from a Zipf distribution over `--keys`
 //! keys (rank r has weight 1 / r^exponent) and, on a miss, writes it, as a
 //! read-through cache does. The store is bounded to `--capacity` entries.
 //! The draws come from a fixed-seed generator, so runs are reproducible.
+//! With `--namespaces N` the key of rank r lives in namespace `r % N` of one
+//! root, so the bound and the eviction must work across namespaces.
 
 use std::collections::{BTreeMap, HashMap};
 
-use kvstores::{Bytes, MemoryStore, Store};
+use kvstores::{Bytes, MemoryStore, NamespacedStore, Store};
 
 fn main() {
     let mut keys = 100_000usize;
     let mut capacity = 10_000usize;
     let mut requests = 1_000_000usize;
     let mut exponent = 1.0f64;
+    let mut namespaces = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().expect("every flag takes a value");
@@ -28,6 +31,7 @@ fn main() {
             "--capacity" => capacity = value.parse().expect("--capacity"),
             "--requests" => requests = value.parse().expect("--requests"),
             "--exponent" => exponent = value.parse().expect("--exponent"),
+            "--namespaces" => namespaces = value.parse().expect("--namespaces"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -36,10 +40,17 @@ fn main() {
         .build()
         .expect("a runtime");
     let store = MemoryStore::builder().max_entries(capacity).build();
+    let spaces: Vec<MemoryStore> = match namespaces {
+        1 => vec![store.clone()],
+        n => (0..n)
+            .map(|i| store.with_namespace(&i.to_string()))
+            .collect(),
+    };
     let hits = runtime.block_on(async {
         let mut hits = 0usize;
         for &rank in &draws {
             let key = rank.to_string();
+            let store = &spaces[rank % namespaces];
             if store.get(&key, None).await.unwrap().is_some() {
                 hits += 1;
             } else {
@@ -52,7 +63,7 @@ fn main() {
     let ratio = |h: usize| h as f64 / requests as f64;
     println!(
         "{{\"keys\":{keys},\"capacity\":{capacity},\"requests\":{requests},\"exponent\":{exponent},\
-         \"hit_ratio\":{:.4},\"exact_lru_hit_ratio\":{:.4},\"evictions\":{}}}",
+         \"namespaces\":{namespaces},\"hit_ratio\":{:.4},\"exact_lru_hit_ratio\":{:.4},\"evictions\":{}}}",
         ratio(hits),
         ratio(lru_hits),
         store.stats().evictions

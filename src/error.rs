@@ -8,6 +8,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A `Result` whose error defaults to the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -76,6 +77,16 @@ pub enum Error {
         /// The decoder's error, when there is one.
         source: Option<BoxError>,
     },
+    /// A value could not be encoded for storing, e.g. a map whose keys are
+    /// not strings, which JSON cannot represent. Nothing was written.
+    Encode {
+        /// What could not be encoded, e.g. `the value for key "abc"`.
+        what: String,
+        /// Why, in the encoder's terms of the format.
+        message: String,
+        /// The encoder's error, when there is one.
+        source: Option<BoxError>,
+    },
     /// `delete_all` was called on a Redis/Valkey store built without a
     /// namespace: it would have to delete keys it cannot tell from other
     /// programs' keys, so it deletes nothing.
@@ -130,6 +141,17 @@ pub enum Error {
         /// The client's error, when there is one.
         source: Option<BoxError>,
     },
+    /// [`Cache::get_or_set_with`](crate::Cache::get_or_set_with) could not
+    /// produce the value: its loader failed, or storing the loaded value
+    /// failed. Every caller that waited for that run gets this error, with
+    /// the same `source`.
+    Load {
+        /// The key being loaded.
+        key: String,
+        /// The loader's error, or the store's [`Error`] when storing failed;
+        /// shared by every caller of the run, hence the `Arc`.
+        source: Arc<dyn StdError + Send + Sync + 'static>,
+    },
 }
 
 impl Error {
@@ -171,6 +193,7 @@ impl fmt::Display for Error {
             ),
             Error::Unsupported { message } => f.write_str(message),
             Error::Decode { what, message, .. } => write!(f, "cannot decode {what}: {message}"),
+            Error::Encode { what, message, .. } => write!(f, "cannot encode {what}: {message}"),
             Error::Io { path, action, .. } => write!(f, "cannot {action} {}", path.display()),
             Error::Database { path, message, .. } => {
                 write!(f, "database {}: {message}", path.display())
@@ -187,6 +210,7 @@ impl fmt::Display for Error {
             Error::Server {
                 server, message, ..
             } => write!(f, "server {server}: {message}"),
+            Error::Load { key, .. } => write!(f, "loading the value of key {key:?} failed"),
         }
     }
 }
@@ -197,8 +221,10 @@ impl StdError for Error {
             Error::Io { source, .. } => Some(source),
             Error::Database { source, .. }
             | Error::Decode { source, .. }
+            | Error::Encode { source, .. }
             | Error::Connection { source, .. }
             | Error::Server { source, .. } => source.as_deref().map(|e| e as _),
+            Error::Load { source, .. } => Some(&**source),
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::store::BoxFuture;
 use crate::{Entries, Entry, Error, ListOptions, Result, Store, StoreStats};
 
 /// Operations that read and write one key as a single atomic step: no other
@@ -322,44 +323,50 @@ pub trait FullStore: AtomicStore + BatchStore + Maintenance {}
 
 impl<S: AtomicStore + BatchStore + Maintenance + ?Sized> FullStore for S {}
 
+// Forwarded by hand, like `Store`'s (see `src/store.rs`): the inner store's
+// boxed future is handed back, not boxed again.
 macro_rules! forward_ext {
     ($($ptr:ident),*) => {$(
-        #[async_trait]
         impl<S: AtomicStore + ?Sized> AtomicStore for $ptr<S> {
-            async fn increment(&self, key: &str, delta: i64, expires_in: Option<Duration>) -> Result<i64> {
-                (**self).increment(key, delta, expires_in).await
+            fn increment<'a, 'b, 'f>(&'a self, key: &'b str, delta: i64, expires_in: Option<Duration>) -> BoxFuture<'f, Result<i64>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).increment(key, delta, expires_in)
             }
-            async fn set_if_absent(&self, key: &str, value: Bytes, expires_in: Option<Duration>) -> Result<bool> {
-                (**self).set_if_absent(key, value, expires_in).await
+            fn set_if_absent<'a, 'b, 'f>(&'a self, key: &'b str, value: Bytes, expires_in: Option<Duration>) -> BoxFuture<'f, Result<bool>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).set_if_absent(key, value, expires_in)
             }
         }
 
-        #[async_trait]
         impl<S: BatchStore + ?Sized> BatchStore for $ptr<S> {
-            async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-                (**self).get_many(keys).await
+            fn get_many<'a, 'b, 'c, 'f>(&'a self, keys: &'b [&'c str]) -> BoxFuture<'f, Result<Vec<Option<Bytes>>>>
+            where 'a: 'f, 'b: 'f, 'c: 'f, Self: 'f {
+                (**self).get_many(keys)
             }
-            async fn set_many(&self, entries: &[(&str, Bytes)], expires_in: Option<Duration>) -> Result<()> {
-                (**self).set_many(entries, expires_in).await
+            fn set_many<'a, 'b, 'c, 'f>(&'a self, entries: &'b [(&'c str, Bytes)], expires_in: Option<Duration>) -> BoxFuture<'f, Result<()>>
+            where 'a: 'f, 'b: 'f, 'c: 'f, Self: 'f {
+                (**self).set_many(entries, expires_in)
             }
-            async fn delete_many(&self, keys: &[&str]) -> Result<()> {
-                (**self).delete_many(keys).await
+            fn delete_many<'a, 'b, 'c, 'f>(&'a self, keys: &'b [&'c str]) -> BoxFuture<'f, Result<()>>
+            where 'a: 'f, 'b: 'f, 'c: 'f, Self: 'f {
+                (**self).delete_many(keys)
             }
         }
 
-        #[async_trait]
         impl<S: Maintenance + ?Sized> Maintenance for $ptr<S> {
             fn stats(&self) -> StoreStats {
                 (**self).stats()
             }
-            async fn delete_expired(&self) -> Result<usize> {
-                (**self).delete_expired().await
+            fn delete_expired<'a, 'f>(&'a self) -> BoxFuture<'f, Result<usize>>
+            where 'a: 'f, Self: 'f {
+                (**self).delete_expired()
             }
             fn entries(&self, options: ListOptions) -> Entries {
                 (**self).entries(options)
             }
-            async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-                (**self).import_entries(entries).await
+            fn import_entries<'a, 'f>(&'a self, entries: Vec<Entry>) -> BoxFuture<'f, Result<usize>>
+            where 'a: 'f, Self: 'f {
+                (**self).import_entries(entries)
             }
         }
     )*};

@@ -30,12 +30,13 @@
 //! | [`MemoryStore`] | `memory` (default) | this process | the lowest overhead; one process |
 //! | [`FileStore`] | `file` (default) | one redb database file | state that survives restarts; several processes on one machine |
 //! | `RedisStore` | `redis` | a Redis server | many processes, many machines |
-//! | `ValkeyStore` | `valkey` | a Valkey (or Redis) server | the same, with Valkey's defaults |
+//! | `ValkeyStore` | `redis` (or its alias `valkey`) | a Valkey (or Redis) server | the same: an alias of `RedisStore` |
 //!
 //! The `full` feature turns on every backend. `export` adds the JSON-lines
 //! format that moves entries between stores (`kvstores::export`), and `cli`
 //! builds the `kvstores` command on top of it (`cargo install kvstores
-//! --features cli`).
+//! --features cli`). `json` and `msgpack` add [`Typed`], values of your
+//! own types stored through serde.
 //!
 //! # Semantics
 //!
@@ -65,33 +66,41 @@
 //! - `clock` — [`Clock`] and the [`ManualClock`] tests use to move time.
 //! - `stats` — [`StoreStats`], the per-store operation counters.
 //! - `registry` — [`StoreRegistry`], named stores from a default factory.
+//! - `cache` — [`Cache`]: get-or-compute (`get_or_set_with`) with single
+//!   flight, an optional cross-process lock and stale serving.
+//! - `flight` — the single-flight table behind it: concurrent callers of one
+//!   key share one run.
+//! - `typed` — [`Typed`]: serde values with a leading format byte (features
+//!   `json`, `msgpack`).
 //! - `sweeper` — the background thread that removes expired entries on a
 //!   schedule, for `MemoryStore` and `FileStore` (their builders'
 //!   `sweep_every`).
-//! - `memory` — [`MemoryStore`]: `map` (a tree of namespace nodes of locked
-//!   shards), `bounds` (eviction by CLOCK), `ext` (counters and batches).
+//! - `memory` — [`MemoryStore`]: `map` (locked shards shared by a root's
+//!   namespaces, and the namespaces, freed once empty), `bounds` (eviction
+//!   by CLOCK), `ext` (counters and batches), `list` (listing and importing).
 //! - `file` — [`FileStore`]: one redb file with an entries table and an
 //!   expiry index, group commit on a writer thread, shared by processes.
-//! - `redis` — `RedisStore` and `ValkeyStore`: one implementation on one
-//!   multiplexed, reconnecting connection per root store.
+//! - `redis` — `RedisStore` (`ValkeyStore` is an alias): one multiplexed,
+//!   reconnecting connection per root store, or a cluster connection;
+//!   `client` sends, retries and maps errors, `builder` connects, `atomic`
+//!   and `list` the extensions.
 //! - `listing` — [`Entries`], the page-by-page listing of a namespace, the
 //!   [`Entry`]s it returns and the [`EntryCursor`] a backend implements.
 //! - `export` — the JSON-lines format that carries entries between stores
 //!   (feature `export`).
+//! - [`web`] — server-side sessions, rate limiting and response caching for
+//!   tower/axum (features `sessions`, `rate-limit`, `response-cache`).
+//! - [`prelude`] — every trait, for `use kvstores::prelude::*`.
 //! - `bin/kvstores` — the `kvstores` command (feature `cli`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // A build with no backend (the traits and registry alone, or `export`)
 // leaves the backends' shared helpers unused.
 #![cfg_attr(
-    not(any(
-        feature = "memory",
-        feature = "file",
-        feature = "redis",
-        feature = "valkey"
-    )),
+    not(any(feature = "memory", feature = "file", feature = "redis")),
     allow(dead_code)
 )]
 
+mod cache;
 mod clock;
 mod error;
 #[cfg(feature = "export")]
@@ -100,38 +109,41 @@ pub mod export;
 mod ext;
 #[cfg(feature = "file")]
 mod file;
+// Single flight, shared by `Cache` and the web response cache.
+mod flight;
 mod listing;
 #[cfg(feature = "memory")]
 mod memory;
 pub mod namespace;
-#[cfg(any(feature = "redis", feature = "valkey"))]
+#[cfg(feature = "redis")]
 mod redis;
 mod registry;
 mod stats;
 mod store;
 #[cfg(any(feature = "memory", feature = "file"))]
 mod sweeper;
+#[cfg(any(feature = "json", feature = "msgpack"))]
+mod typed;
+#[cfg(any(
+    feature = "sessions",
+    feature = "rate-limit",
+    feature = "response-cache"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "sessions",
+        feature = "rate-limit",
+        feature = "response-cache"
+    )))
+)]
+pub mod web;
 
 pub use bytes::Bytes;
 
 #[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
-#[cfg(feature = "valkey")]
-#[cfg_attr(docsrs, doc(cfg(feature = "valkey")))]
-pub use self::redis::{ValkeyStore, ValkeyStoreBuilder};
-
-/// The generic type behind [`RedisStore`] and [`ValkeyStore`], and the
-/// markers of the server kinds. Most code names the aliases instead.
-#[cfg(any(feature = "redis", feature = "valkey"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "valkey"))))]
-pub mod server {
-    #[cfg(feature = "redis")]
-    pub use crate::redis::Redis;
-    #[cfg(feature = "valkey")]
-    pub use crate::redis::Valkey;
-    pub use crate::redis::{ServerKind, ServerStore, ServerStoreBuilder};
-}
+pub use self::redis::{RedisStore, RedisStoreBuilder, ValkeyStore, ValkeyStoreBuilder};
+pub use cache::Cache;
 pub use clock::{Clock, ManualClock};
 pub use error::{Error, Result};
 pub use ext::{AtomicStore, BatchStore, FullStore, Maintenance};
@@ -145,6 +157,9 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use registry::StoreRegistry;
 pub use stats::StoreStats;
 pub use store::{NamespacedStore, Store};
+#[cfg(any(feature = "json", feature = "msgpack"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "json", feature = "msgpack"))))]
+pub use typed::{Format, Typed};
 
 /// Every trait of the crate, for `use kvstores::prelude::*;`: the methods
 /// of the extension traits are then callable on any store.

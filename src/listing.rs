@@ -65,15 +65,6 @@ impl Entry {
 /// whole batch if an entry has no value (it was listed without
 /// [`ListOptions::values`]), so that nothing is written, and leaves out the
 /// entries that have expired by `now` (Unix milliseconds).
-#[cfg_attr(
-    not(any(
-        feature = "memory",
-        feature = "file",
-        feature = "redis",
-        feature = "valkey"
-    )),
-    allow(dead_code)
-)]
 pub(crate) fn importable(entries: Vec<Entry>, now: u64) -> Result<impl Iterator<Item = Entry>> {
     if entries.iter().any(|e| e.value.is_none()) {
         return Err(Error::invalid_argument(

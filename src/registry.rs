@@ -36,13 +36,9 @@ impl Registered {
             Ok(store) => return Registered::Full(Arc::new(*store)),
             Err(store) => store,
         };
+        // `ValkeyStore` is an alias of `RedisStore`: one type to look for.
         #[cfg(feature = "redis")]
         let store = match store.downcast::<crate::RedisStore>() {
-            Ok(store) => return Registered::Full(Arc::new(*store)),
-            Err(store) => store,
-        };
-        #[cfg(feature = "valkey")]
-        let store = match store.downcast::<crate::ValkeyStore>() {
             Ok(store) => return Registered::Full(Arc::new(*store)),
             Err(store) => store,
         };

@@ -120,10 +120,7 @@ impl Counters {
     }
 
     /// Counts each lookup of a batch as a hit or a miss.
-    #[cfg_attr(
-        not(any(feature = "file", feature = "redis", feature = "valkey")),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(any(feature = "file", feature = "redis")), allow(dead_code))]
     pub(crate) fn add_lookups<T>(&self, stripe: usize, found: &[Option<T>]) {
         let hits = found.iter().filter(|v| v.is_some()).count() as u64;
         self.add(stripe, Event::Hit, hits);

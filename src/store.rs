@@ -1,5 +1,7 @@
 //! The [`Store`] trait: the contract every backend keeps.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,27 +144,39 @@ pub trait NamespacedStore: Store + Sized {
     fn with_namespace(&self, namespace: &str) -> Self;
 }
 
+/// The future every `async-trait` method returns.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+// `Arc<S>` and `Box<S>` forward each call by handing back the inner store's
+// own boxed future, written out rather than with `#[async_trait]`, which
+// would box a second future around it: one allocation more on every call
+// through an `Arc<dyn Store>` (the registry's and the web layers' handle).
 macro_rules! forward_store {
     ($($ptr:ident),*) => {$(
-        #[async_trait]
         impl<S: Store + ?Sized> Store for $ptr<S> {
-            async fn set(&self, key: &str, value: Bytes, expires_in: Option<Duration>) -> Result<()> {
-                (**self).set(key, value, expires_in).await
+            fn set<'a, 'b, 'f>(&'a self, key: &'b str, value: Bytes, expires_in: Option<Duration>) -> BoxFuture<'f, Result<()>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).set(key, value, expires_in)
             }
-            async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
-                (**self).get(key, renew_for).await
+            fn get<'a, 'b, 'f>(&'a self, key: &'b str, renew_for: Option<Duration>) -> BoxFuture<'f, Result<Option<Bytes>>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).get(key, renew_for)
             }
-            async fn delete(&self, key: &str) -> Result<()> {
-                (**self).delete(key).await
+            fn delete<'a, 'b, 'f>(&'a self, key: &'b str) -> BoxFuture<'f, Result<()>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).delete(key)
             }
-            async fn delete_all(&self) -> Result<()> {
-                (**self).delete_all().await
+            fn delete_all<'a, 'f>(&'a self) -> BoxFuture<'f, Result<()>>
+            where 'a: 'f, Self: 'f {
+                (**self).delete_all()
             }
-            async fn exists(&self, key: &str) -> Result<bool> {
-                (**self).exists(key).await
+            fn exists<'a, 'b, 'f>(&'a self, key: &'b str) -> BoxFuture<'f, Result<bool>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).exists(key)
             }
-            async fn expires_in(&self, key: &str) -> Result<Option<Duration>> {
-                (**self).expires_in(key).await
+            fn expires_in<'a, 'b, 'f>(&'a self, key: &'b str) -> BoxFuture<'f, Result<Option<Duration>>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).expires_in(key)
             }
         }
     )*};

@@ -139,6 +139,49 @@ fn get_renew_resets_the_expiry() {
     assert!(ttl["expires_in_ms"].as_u64().unwrap() > 3_600_000, "{ttl}");
 }
 
+/// Durations read as people write them: compound, fractional, or a bare
+/// number of seconds.
+#[test]
+fn durations_take_the_usual_forms() {
+    let f = new_file();
+    for (ttl, low, high) in [
+        ("1h30m", 5_300_000, 5_400_000),
+        ("1.5h", 5_300_000, 5_400_000),
+        ("90", 80_000, 90_000),
+        ("2d", 172_000_000, 172_800_000),
+    ] {
+        ok(&["--file", &f.path, "set", "k", "v", "--ttl", ttl]);
+        let left = json(&ok(&["--file", &f.path, "--json", "ttl", "k"]));
+        let ms = left["expires_in_ms"].as_u64().unwrap();
+        assert!((low..=high).contains(&ms), "{ttl}: {ms} ms");
+    }
+    let usage = kv(&["--file", &f.path, "set", "k", "v", "--ttl", "5 parsecs"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let stderr = String::from_utf8(usage.stderr).unwrap();
+    assert!(stderr.contains("unknown time unit"), "{stderr}");
+}
+
+/// A line that does not import says where it is, what is wrong with it, and
+/// the decoder's own words, on one line; nothing of the batch is written.
+#[test]
+fn a_bad_import_line_says_why() {
+    let f = new_file();
+    let lines = concat!(
+        r#"{"namespace":[],"key":"good","value":"dg==","expires_at":null}"#,
+        "\n",
+        r#"{"namespace":[],"key":"k","value":"dg==","expires_at":-1}"#,
+        "\n"
+    );
+    let out = kv_with_input(&["--file", &f.path, "import"], lines.as_bytes());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("stdin, line 2"), "{stderr}");
+    assert!(stderr.contains("cannot decode export line"), "{stderr}");
+    assert!(stderr.contains("expected u64"), "{stderr}");
+    assert_eq!(ok(&["--file", &f.path, "exists", "good"]), "false\n");
+}
+
 /// `keys` lists the namespace's keys, by prefix, and with `-r` its
 /// children's, with sizes and expiries.
 #[test]

@@ -456,30 +456,30 @@ mod file {
 /// Redis and Valkey: the suite on the shared test server, and atomicity
 /// across two store instances, each with its own connection.
 macro_rules! server_ext_tests {
-    ($module:ident, $feature:literal, $store:ident) => {
-        #[cfg(feature = $feature)]
+    ($module:ident, $kind:expr) => {
+        #[cfg(feature = "redis")]
         mod $module {
-            use kvstores::{AtomicStore, $store};
+            use kvstores::{AtomicStore, RedisStore};
 
             use crate::ext_suite::{claim_concurrently, increment_concurrently};
-            use crate::support::{self, Backend, Options, Server};
+            use crate::support::{self, Kind, Options, Server};
 
-            crate::ext_suite!(async { support::fresh::<$store>().await });
+            crate::ext_suite!(async { support::fresh($kind).await });
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn stats_count_what_the_store_did() {
-                let store = support::fresh::<$store>().await;
-                crate::ext_suite::stats_count_what_the_store_did(store, $store::stats).await;
+                let store = support::fresh($kind).await;
+                crate::ext_suite::stats_count_what_the_store_did(store, RedisStore::stats).await;
             }
 
             /// Two store instances on one namespace, each with a connection
             /// of its own.
-            async fn two_instances() -> [$store; 2] {
-                let url = Server::shared(<$store as Backend>::KIND).url();
+            async fn two_instances() -> [RedisStore; 2] {
+                let url = Server::shared($kind).url();
                 let namespace = support::unique("ext-two");
                 let options = Options::namespace(Some(&namespace));
-                let first = <$store as Backend>::build(&url, options).await.unwrap();
-                let second = <$store as Backend>::build(&url, options).await.unwrap();
+                let first = options.connect(&url).await.unwrap();
+                let second = options.connect(&url).await.unwrap();
                 [first, second]
             }
 
@@ -504,5 +504,5 @@ macro_rules! server_ext_tests {
     };
 }
 
-server_ext_tests!(redis, "redis", RedisStore);
-server_ext_tests!(valkey, "valkey", ValkeyStore);
+server_ext_tests!(redis, Kind::Redis);
+server_ext_tests!(valkey, Kind::Valkey);

@@ -95,10 +95,10 @@ async fn import_refuses_entries_without_values_and_writes_nothing() {
 async fn a_server_lists_exactly_its_namespace_with_exact_expiries() {
     let server = Server::shared(Kind::Redis);
     let root = unique("listing");
-    let store: RedisStore =
-        <RedisStore as support::Backend>::build(&server.url(), Options::namespace(Some(&root)))
-            .await
-            .unwrap();
+    let store: RedisStore = Options::namespace(Some(&root))
+        .connect(&server.url())
+        .await
+        .unwrap();
     let glob = store.with_namespace("a*[:%");
     let sibling = store.with_namespace("a*[:%2");
     let at = 4_102_444_800_123; // 2100, to the millisecond
@@ -126,10 +126,10 @@ async fn a_server_lists_exactly_its_namespace_with_exact_expiries() {
     let prefixed = collect(glob.entries(ListOptions::new().key_prefix("key:001"))).await;
     assert_eq!(prefixed.len(), 100);
 
-    let raw: RedisStore =
-        <RedisStore as support::Backend>::build(&server.url(), Options::namespace(None))
-            .await
-            .unwrap();
+    let raw: RedisStore = Options::namespace(None)
+        .connect(&server.url())
+        .await
+        .unwrap();
     let err = raw
         .entries(ListOptions::new())
         .next_page()

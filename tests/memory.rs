@@ -57,6 +57,35 @@ fn debug_names_the_namespace() {
     );
 }
 
+/// A namespace's entries outlive every handle to it: a namespace is freed
+/// when it is empty, never while it holds entries.
+#[tokio::test]
+async fn a_namespace_keeps_its_entries_after_its_handles_are_dropped() {
+    let root = MemoryStore::new();
+    let session = root.with_namespace("sessions").with_namespace("abc");
+    session
+        .set("user", Bytes::from_static(b"ada"), None)
+        .await
+        .unwrap();
+    drop(session);
+    let again = root.with_namespace("sessions").with_namespace("abc");
+    assert_eq!(
+        again.get("user", None).await.unwrap(),
+        Some(Bytes::from_static(b"ada"))
+    );
+    // Emptied and dropped, then written again through a new handle.
+    again.delete("user").await.unwrap();
+    drop(again);
+    let third = root.with_namespace("sessions").with_namespace("abc");
+    assert_eq!(third.get("user", None).await.unwrap(), None);
+    third
+        .set("k", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+    root.with_namespace("sessions").delete_all().await.unwrap();
+    assert!(!third.exists("k").await.unwrap());
+}
+
 mod listing {
     use std::time::Duration;
 

@@ -6,6 +6,7 @@
 //! the timing helper takes a closure, so it serves other clients too.
 #![allow(dead_code)] // each bench and example uses part of it
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::iter::StepBy;
@@ -14,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kvstores::Store;
+use criterion::{Criterion, Throughput};
+use kvstores::{FullStore, Store};
 use tokio::runtime::Runtime;
 
 /// `n` keys `{prefix}-{i}`, as the standard workload names them.
@@ -166,4 +168,139 @@ pub async fn fill(store: &Arc<dyn Store>, keys: &Arc<[String]>, ttl: Option<Dura
     load(store, keys, move |_| (value(), ttl))
         .await
         .expect("loading the store");
+}
+
+/// The criterion group `name` of each `Store` operation, one at a time, on
+/// `store` holding `keys` (each expiring after `ttl`, which `set` keeps):
+/// `get_hit`, `get_miss` (of `missing`), `get_renew`, `exists`,
+/// `set_overwrite` and `delete_then_set`, cycling through the keys.
+pub fn bench_ops(
+    c: &mut Criterion,
+    name: &str,
+    rt: &Runtime,
+    store: &dyn Store,
+    keys: &[String],
+    missing: &[String],
+    ttl: Option<Duration>,
+) {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(1));
+    let i = Cell::new(0);
+    let next = || {
+        i.set((i.get() + 1) % keys.len());
+        i.get()
+    };
+    group.bench_function("get_hit", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move { assert!(store.get(key, None).await.unwrap().is_some()) }
+        })
+    });
+    group.bench_function("get_miss", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &missing[next()];
+            async move { assert!(store.get(key, None).await.unwrap().is_none()) }
+        })
+    });
+    group.bench_function("get_renew", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move { assert!(store.get(key, ttl).await.unwrap().is_some()) }
+        })
+    });
+    group.bench_function("exists", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move { assert!(store.exists(key).await.unwrap()) }
+        })
+    });
+    group.bench_function("set_overwrite", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move { store.set(key, value(), ttl).await.unwrap() }
+        })
+    });
+    group.bench_function("delete_then_set", |b| {
+        b.to_async(rt).iter(|| {
+            let key = &keys[next()];
+            async move {
+                store.delete(key).await.unwrap();
+                store.set(key, value(), ttl).await.unwrap();
+            }
+        })
+    });
+    group.finish();
+}
+
+/// The body of a removal bench's `iter_custom`: `iters` times, refills
+/// `victim` with `victims` (expiring after `ttl`) and calls `prepare`, both
+/// untimed, then times `remove` alone. Returns the time spent removing.
+pub fn time_removals<P, F, Fut>(
+    rt: &Runtime,
+    iters: u64,
+    victim: &Arc<dyn Store>,
+    victims: &Arc<[String]>,
+    ttl: Option<Duration>,
+    mut prepare: P,
+    remove: F,
+) -> Duration
+where
+    P: FnMut(),
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    rt.block_on(async {
+        let mut spent = Duration::ZERO;
+        for _ in 0..iters {
+            fill(victim, victims, ttl).await;
+            prepare();
+            let start = Instant::now();
+            remove().await;
+            spent += start.elapsed();
+        }
+        spent
+    })
+}
+
+/// Connects a runner to the Redis or Valkey server `url` (or the backend's
+/// default URL), with its keys under the root segment `root`, which the
+/// runner empties with `delete_all` and nothing else shares.
+///
+/// # Errors
+///
+/// An unknown or not compiled-in `backend`, or the connection's error.
+pub async fn connect_server(
+    backend: &str,
+    url: Option<&str>,
+    root: &str,
+) -> Result<Arc<dyn FullStore>, String> {
+    let _ = (url, root); // unused without a server backend
+    match backend {
+        #[cfg(feature = "redis")]
+        "redis" | "valkey" => {
+            let url = url.unwrap_or(if backend == "redis" {
+                kvstores::RedisStore::DEFAULT_URL
+            } else {
+                kvstores::RedisStore::VALKEY_DEFAULT_URL
+            });
+            // A comma-separated list of URLs names a cluster's nodes.
+            #[cfg(feature = "cluster")]
+            let builder = if url.contains(',') {
+                kvstores::RedisStore::cluster_builder(url.split(','))
+            } else {
+                kvstores::RedisStore::builder(url)
+            };
+            #[cfg(not(feature = "cluster"))]
+            let builder = kvstores::RedisStore::builder(url);
+            builder
+                .namespace(Some(root))
+                .connect()
+                .await
+                .map(|store| Arc::new(store) as Arc<dyn FullStore>)
+                .map_err(|e| e.to_string())
+        }
+        other => Err(format!(
+            "backend {other:?} is unknown or not compiled in (build with --features full)"
+        )),
+    }
 }

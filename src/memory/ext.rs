@@ -18,21 +18,26 @@ impl crate::AtomicStore for MemoryStore {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let now = self.clock.monotonic_millis();
         // Read, check and write under one write lock: that is the atomicity.
-        let (stripe, shard) = self.locate(key);
+        let hash = self.ns.hash(key);
+        let (stripe, shard) = self.root.shards.locate(hash);
         let mut shard = shard.write();
-        let live = shard.map.get(key).filter(|e| e.is_live(now));
+        let live = shard.get(&self.ns, hash, key).filter(|e| e.is_live(now));
         let current = parse_counter(live.map(|e| &e.value[..]))?;
         let exists = live.is_some();
         let new = add_to_counter(current, delta)?;
         let value = Bytes::from(new.to_string());
-        let before = self.before(&shard, key);
-        if exists {
+        let before = (shard.entries, shard.bytes);
+        let inserted = if exists {
             // An existing counter keeps its expiry: only the value changes.
-            shard.replace_value(key, value);
+            shard.replace_value(&self.ns, hash, key, value);
+            None
         } else {
-            shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms)));
-        }
-        self.settle(stripe, key, &mut shard, before);
+            let expires_at = ttl.map(|ms| now.saturating_add(ms));
+            Some(shard.insert(&self.ns, hash, key, value, expires_at))
+        };
+        let garbage = self.settle(stripe, hash, &mut shard, before, inserted);
+        drop(shard);
+        drop(garbage);
         self.root.stats.add(stripe, Event::Set, 1);
         Ok(new)
     }
@@ -45,14 +50,21 @@ impl crate::AtomicStore for MemoryStore {
     ) -> Result<bool> {
         let ttl = opt_ttl_millis(expires_in, "expires_in")?;
         let now = self.clock.monotonic_millis();
-        let (stripe, shard) = self.locate(key);
+        let hash = self.ns.hash(key);
+        let (stripe, shard) = self.root.shards.locate(hash);
         let mut shard = shard.write();
-        if shard.map.get(key).is_some_and(|e| e.is_live(now)) {
+        if shard
+            .get(&self.ns, hash, key)
+            .is_some_and(|e| e.is_live(now))
+        {
             return Ok(false);
         }
-        let before = self.before(&shard, key);
-        shard.insert(key, value, ttl.map(|ms| now.saturating_add(ms)));
-        self.settle(stripe, key, &mut shard, before);
+        let before = (shard.entries, shard.bytes);
+        let expires_at = ttl.map(|ms| now.saturating_add(ms));
+        let inserted = shard.insert(&self.ns, hash, key, value, expires_at);
+        let garbage = self.settle(stripe, hash, &mut shard, before, Some(inserted));
+        drop(shard);
+        drop(garbage);
         self.root.stats.add(stripe, Event::Set, 1);
         Ok(true)
     }
@@ -65,8 +77,9 @@ impl crate::BatchStore for MemoryStore {
         Ok(keys
             .iter()
             .map(|key| {
-                let (stripe, shard) = self.locate(key);
-                let value = (shard.read().map.get(*key))
+                let hash = self.ns.hash(key);
+                let (stripe, shard) = self.root.shards.locate(hash);
+                let value = (shard.read().get(&self.ns, hash, key))
                     .filter(|e| e.is_live(now))
                     .map(|e| {
                         self.touch(e);

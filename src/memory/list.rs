@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use super::MemoryStore;
-use super::map::Node;
+use super::map::Namespace;
 use crate::listing::{Entries, Entry, EntryCursor, ListOptions, importable};
 use crate::{Maintenance, NamespacedStore, Result, StoreStats};
 
@@ -31,11 +31,13 @@ impl Maintenance for MemoryStore {
     /// path, keys in byte order.
     fn entries(&self, options: ListOptions) -> Entries {
         let mut entries = Vec::new();
-        if options.descendants {
-            self.node
-                .for_each_in_subtree(&mut |node| self.collect(node, &options, &mut entries));
+        let namespaces = if options.descendants {
+            self.ns.subtree()
         } else {
-            self.collect(&self.node, &options, &mut entries);
+            vec![self.ns.clone()]
+        };
+        for ns in &namespaces {
+            self.collect(ns, &options, &mut entries);
         }
         entries.sort_unstable_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
         Entries::new(Snapshot {
@@ -61,19 +63,22 @@ impl Maintenance for MemoryStore {
 }
 
 impl MemoryStore {
-    /// Appends the live entries of `node` that `options` select.
-    fn collect(&self, node: &Node, options: &ListOptions, out: &mut Vec<Entry>) {
-        let namespace = node.path[self.node.path.len()..].to_vec();
+    /// Appends the live entries of namespace `ns` that `options` select.
+    fn collect(&self, ns: &Namespace, options: &ListOptions, out: &mut Vec<Entry>) {
+        let namespace = ns.path[self.ns.path.len()..].to_vec();
         let (unix, monotonic) = (self.clock.unix_millis(), self.clock.monotonic_millis());
-        for shard in node.shards.iter() {
+        for shard in self.root.shards.shards.iter() {
             let shard = shard.read();
-            let live = (shard.map.iter()).filter(|(key, entry)| {
-                entry.is_live(monotonic) && key.starts_with(&*options.key_prefix)
+            let Some(space) = shard.spaces.get(&ns.id) else {
+                continue;
+            };
+            let live = (space.table.iter()).filter(|slot| {
+                slot.is_live(monotonic) && slot.key.starts_with(&*options.key_prefix)
             });
-            out.extend(live.map(|(key, entry)| {
-                let mut listed = Entry::new(&**key, entry.value.clone(), None);
+            out.extend(live.map(|slot| {
+                let mut listed = Entry::new(&*slot.key, slot.value.clone(), None);
                 listed.namespace = namespace.clone();
-                listed.expires_at = entry.expires_at().map(|at| unix + (at - monotonic));
+                listed.expires_at = slot.expires_at.map(|at| unix + (at - monotonic));
                 if !options.values {
                     listed.value = None;
                 }

@@ -2,22 +2,31 @@
 //!
 //! # Design
 //!
-//! Namespaces form a tree of [`Node`]s, one per namespace path that was ever
-//! asked for. A handle points at its node, so a `get` or `set` touches only
-//! that node's map with the caller's key as it is: no key encoding, no
-//! global lock. `delete_all` clears a node and its descendants, so its cost
-//! follows the size of that subtree, not of the whole store.
+//! A root store and all its namespaces share one set of shards, each behind
+//! its own `std::sync::RwLock` (on Linux a futex: uncontended read locking
+//! is one atomic operation). A key is hashed once, with its namespace's id,
+//! by a per-store seeded foldhash; that one hash picks the shard and finds
+//! the entry in the shard's table for the namespace (a hashbrown
+//! `HashTable`, which takes the hash as it is). Reads take a shard's read
+//! lock; writes and `get` with `renew_for` take its write lock, which is
+//! what makes a renewal atomic with its read. No lock is held across an
+//! `.await` (there is none), so a blocking lock is right here, as in
+//! `mini-redis`'s `Db`.
 //!
-//! Each node's map is split into shards, each behind its own
-//! `std::sync::RwLock` (on Linux a futex: uncontended read locking is one
-//! atomic operation). Reads take a shard's read lock; writes and `get` with
-//! `renew_for` take its write lock, which is what makes a renewal atomic with
-//! its read. No lock is held across an `.await` (there is none), so a
-//! blocking lock is right here, as in `mini-redis`'s `Db`.
+//! A namespace is a small reference-counted record (its id and path) that
+//! its handles and its entries keep alive; its parent keeps only a weak
+//! reference, by name, so that every handle of a path finds the same one.
+//! When its last entry and last handle are gone it is freed: a store that
+//! hands out a namespace per session does not grow with the sessions, and
+//! reading a namespace that never had keys creates nothing in the map.
+//! `delete_all` removes the tables of a namespace and its live descendants
+//! from each shard, so its cost follows that subtree, not the whole store.
 //!
-//! Each shard keeps an expiry index, ordered by deadline, of the keys that
-//! have one, so that [`MemoryStore::delete_expired`] visits only what has
-//! expired. Keys without expiry cost the index nothing.
+//! Each shard keeps an expiry index, ordered by deadline, of the entries
+//! that have one, so that [`MemoryStore::delete_expired`] visits only what
+//! has expired. Entries without expiry cost the index nothing. A bounded
+//! store's CLOCK ring is per shard too, and holds every namespace's entries,
+//! so eviction chooses its victims store-wide.
 //!
 //! Time is a monotonic [`Clock`] in milliseconds. An entry is live while
 //! `now < expires_at`; every reading method checks that, so an expired entry
@@ -29,9 +38,8 @@ mod list;
 mod map;
 
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,7 +50,7 @@ use crate::stats::{Counters, Event};
 use crate::sweeper::Sweeper;
 use crate::{NamespacedStore, Result, Store, StoreStats};
 use bounds::Bounds;
-use map::{Entry, MAX_SHARDS, Node, Padded, Shard};
+use map::{Inserted, MAX_SHARDS, Namespace, Shard, Shards, Slot, Space};
 
 /// A store in this process's memory: the fastest backend, shared by every
 /// clone and namespace of it, gone when the last handle is dropped.
@@ -71,7 +79,9 @@ use map::{Entry, MAX_SHARDS, Node, Padded, Shard};
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    node: Arc<Node>,
+    /// This handle's namespace; it stays registered under its path while
+    /// a handle or an entry refers to it.
+    ns: Arc<Namespace>,
     clock: Clock,
     /// Shared by the root store and all its clones and namespaces.
     root: Arc<Root>,
@@ -79,6 +89,8 @@ pub struct MemoryStore {
 
 /// What a root store shares with its clones and namespaces besides the map.
 struct Root {
+    /// Every namespace's entries.
+    shards: Shards,
     /// One stripe per shard index.
     stats: Counters,
     /// The background sweeper, if the builder asked for one.
@@ -146,18 +158,26 @@ impl MemoryStoreBuilder {
     ///
     /// # Eviction
     ///
-    /// A write that takes the store over a bound evicts from the shard it
-    /// wrote to until the store is back within bounds: expired entries
-    /// first (earliest deadline first), then by CLOCK, an approximation of
+    /// The bounds are the store's, not a namespace's: every namespace of
+    /// the root counts towards them and gives up entries to them. A write
+    /// that takes the store over a bound evicts from the shard it wrote to
+    /// until the store is back within bounds: expired entries first
+    /// (earliest deadline first), then by CLOCK, an approximation of
     /// least-recently-used: entries in insertion order, each read or write
-    /// giving an entry a second chance. Evictions are counted in
+    /// giving an entry a second chance. A shard holds the entries of every
+    /// namespace, so the victims are the store's coldest whichever
+    /// namespace they are in. Evictions are counted in
     /// [`StoreStats::evictions`], expired entries removed so in
-    /// `expirations`. Evicting only from the written shard keeps eviction
-    /// under one lock; since keys hash evenly over shards, it approximates a
-    /// store-wide policy. A value larger than `max` is evicted at once.
-    /// Eviction never waits for a shard another thread holds, so under
-    /// contention the store can stay a few entries over its bound until
-    /// later writes evict them.
+    /// `expirations`. Evicting from the written shard keeps eviction under
+    /// one lock; since keys hash evenly over shards, it approximates a
+    /// store-wide policy. When that shard has nothing left to give, the
+    /// other shards that no other thread holds at that moment are used.
+    ///
+    /// Slack: each write evicts before it returns, so the store exceeds a
+    /// bound only by the writes still under way on other threads — at most
+    /// one entry (and its bytes) per thread writing at that instant, e.g. a
+    /// few entries under a busy multi-threaded runtime. A value larger than
+    /// the byte bound is kept until the next write evicts it.
     ///
     /// Its hit ratio is close to exact LRU's (`examples/zipf_hit_ratio.rs`;
     /// the figures are in the repository's `BENCHMARKS.md`).
@@ -184,9 +204,10 @@ impl MemoryStoreBuilder {
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
         let store = MemoryStore {
-            node: Arc::new(Node::new(Vec::new())),
+            ns: Namespace::root(),
             clock: self.clock,
             root: Arc::new(Root {
+                shards: Shards::new(),
                 stats: Counters::new(MAX_SHARDS),
                 sweeper: OnceLock::new(),
                 bounds: (self.max_entries.is_some() || self.max_bytes.is_some()).then(|| Bounds {
@@ -210,21 +231,27 @@ impl MemoryStoreBuilder {
 impl MemoryStore {
     /// Writes one entry under its shard's lock, keeping bounds and stats.
     fn set_one(&self, key: &str, value: Bytes, expires_at: Option<u64>) {
-        let (stripe, shard) = self.locate(key);
+        let hash = self.ns.hash(key);
+        let (stripe, shard) = self.root.shards.locate(hash);
         let mut shard = shard.write();
-        let before = self.before(&shard, key);
-        shard.insert(key, value, expires_at);
-        self.settle(stripe, key, &mut shard, before);
+        let before = (shard.entries, shard.bytes);
+        let inserted = shard.insert(&self.ns, hash, key, value, expires_at);
+        let garbage = self.settle(stripe, hash, &mut shard, before, Some(inserted));
+        drop(shard);
+        drop(garbage);
         self.root.stats.add(stripe, Event::Set, 1);
     }
 
     /// Deletes one entry under its shard's lock, keeping bounds and stats.
     fn delete_one(&self, key: &str) {
-        let (stripe, shard) = self.locate(key);
+        let hash = self.ns.hash(key);
+        let (stripe, shard) = self.root.shards.locate(hash);
         let mut shard = shard.write();
-        let before = self.before(&shard, key);
-        shard.remove(key);
-        self.settle(stripe, key, &mut shard, before);
+        let before = (shard.entries, shard.bytes);
+        let emptied = shard.remove(&self.ns, hash, key);
+        let garbage = self.settle(stripe, hash, &mut shard, before, None);
+        drop(shard);
+        drop((emptied, garbage));
         self.root.stats.add(stripe, Event::Delete, 1);
     }
 
@@ -241,40 +268,34 @@ impl MemoryStore {
     /// Removes every expired entry of this namespace and its descendants,
     /// returning how many it removed.
     ///
-    /// Its cost follows the number of expired entries, not the size of the
-    /// store.
+    /// On the root store its cost follows the number of expired entries,
+    /// not the size of the store; on a namespace, the number of expired
+    /// entries of the whole store (they share one expiry index per shard).
     pub async fn delete_expired(&self) -> usize {
         let now = self.clock.monotonic_millis();
+        let select = self.subtree_ids();
         let mut removed = 0;
-        self.node.for_each_in_subtree(&mut |node| {
-            for shard in node.shards.iter() {
-                let mut shard = shard.write();
-                let before = (shard.map.len(), shard.bytes);
-                removed += shard.remove_expired(now);
-                if let Some(bounds) = &self.root.bounds {
-                    bounds.account(before, &shard);
-                }
-            }
-        });
+        for shard in self.root.shards.shards.iter() {
+            let mut garbage = Vec::new();
+            let mut shard = shard.write();
+            let before = (shard.entries, shard.bytes);
+            removed += shard.remove_expired(now, usize::MAX, select.as_ref(), &mut garbage);
+            self.account(before, &mut shard);
+            drop(shard);
+        }
         self.root.stats.add(0, Event::Expiration, removed as u64);
         removed
     }
 
+    /// The ids of this namespace and its descendants, or `None` for a root
+    /// store, which covers everything.
+    fn subtree_ids(&self) -> Option<map::IdSet> {
+        (!self.ns.is_root()).then(|| self.ns.subtree().iter().map(|ns| ns.id).collect())
+    }
+
     /// The namespace path of this handle, from the root store down.
     pub fn namespace(&self) -> &[String] {
-        &self.node.path
-    }
-
-    fn shard(&self, key: &str) -> &Padded<RwLock<Shard>> {
-        self.locate(key).1
-    }
-
-    /// The shard of `key` and its index, which is also its stats stripe.
-    fn locate(&self, key: &str) -> (usize, &Padded<RwLock<Shard>>) {
-        let hash = self.node.hasher.hash_one(key);
-        // The high bits: the map inside the shard uses the low ones.
-        let index = (hash >> 57) as usize % self.node.shards.len();
-        (index, &self.node.shards[index])
+        &self.ns.path
     }
 
     /// What this store has done, counted for the root store and all its
@@ -293,46 +314,51 @@ impl MemoryStore {
         }
     }
 
-    /// What a write to `key` must remember for [`settle`](Self::settle):
-    /// `None` in an unbounded store, which settles nothing.
-    fn before(&self, shard: &Shard, key: &str) -> Option<(usize, usize, bool)> {
-        self.root.bounds.as_ref()?;
-        Some((shard.map.len(), shard.bytes, shard.map.contains_key(key)))
+    /// Adds a shard's change since `before` to the bounds, in a bounded
+    /// store, and drops the CLOCK slots of removed entries once they
+    /// outnumber the live ones.
+    fn account(&self, before: (usize, usize), shard: &mut Shard) {
+        if let Some(bounds) = &self.root.bounds {
+            bounds.account(before, shard);
+            bounds::compact(shard);
+        }
     }
 
-    /// After a write to `key` under `shard`'s lock, in a bounded store:
-    /// gives a new key its CLOCK slot, accounts for the change, marks the
-    /// entry used, and evicts until the store is back within bounds — from
-    /// this shard, then from the other shards of this namespace that are
-    /// not locked at the moment (`try_write`: waiting for one while holding
-    /// this one could deadlock).
+    /// After a write under `shard`'s lock, in a bounded store: gives a new
+    /// entry its CLOCK slot, accounts for the change, and evicts until the
+    /// store is back within bounds — from this shard, whose entries belong
+    /// to every namespace, then from the other shards that are not locked
+    /// at the moment (`try_write`: waiting for one while holding this one
+    /// could deadlock). Returns the spaces that eviction emptied, to be
+    /// dropped after the lock is released.
     fn settle(
         &self,
         stripe: usize,
-        key: &str,
+        hash: u64,
         shard: &mut Shard,
-        before: Option<(usize, usize, bool)>,
-    ) {
-        let (Some(bounds), Some((entries, bytes, existed))) = (&self.root.bounds, before) else {
-            return;
+        before: (usize, usize),
+        inserted: Option<Inserted>,
+    ) -> Vec<Space> {
+        let mut garbage = Vec::new();
+        let Some(bounds) = &self.root.bounds else {
+            return garbage;
         };
-        if let Some((slot, entry)) = shard.map.get_key_value(key) {
-            // A new key starts unreferenced, as in CLOCK: it has to be used
-            // again to earn a second chance.
-            if existed {
-                entry.referenced.store(true, Ordering::Relaxed);
-            } else {
-                let slot = slot.clone();
-                shard.ring.push_back(slot);
+        // A new entry starts unreferenced, as in CLOCK: it has to be used
+        // again to earn a second chance.
+        let keep = match inserted {
+            Some(Inserted::New(id)) => {
+                shard.ring.push_back((self.ns.id, hash, id));
+                Some(id)
             }
-        }
-        bounds.account((entries, bytes), shard);
+            _ => None,
+        };
+        self.account(before, shard);
         if !bounds.over() {
-            return;
+            return garbage;
         }
         let now = self.clock.monotonic_millis();
         let (mut expired, mut evicted) = (0, 0);
-        let shards = &self.node.shards;
+        let shards = &self.root.shards.shards;
         // Expired entries anywhere go before live ones anywhere.
         for expired_only in [true, false] {
             for index in (0..shards.len()).map(|i| (stripe + i) % shards.len()) {
@@ -340,9 +366,9 @@ impl MemoryStore {
                     break;
                 }
                 let (e, v) = if index == stripe {
-                    bounds.evict_from(shard, now, Some(key), expired_only)
+                    bounds.evict_from(shard, now, keep, expired_only, &mut garbage)
                 } else if let Ok(mut other) = shards[index].0.try_write() {
-                    bounds.evict_from(&mut other, now, None, expired_only)
+                    bounds.evict_from(&mut other, now, None, expired_only, &mut garbage)
                 } else {
                     continue;
                 };
@@ -351,22 +377,22 @@ impl MemoryStore {
         }
         self.root.stats.add(stripe, Event::Expiration, expired);
         self.root.stats.add(stripe, Event::Eviction, evicted);
+        garbage
     }
 
     /// Marks a read entry used, in a bounded store.
-    fn touch(&self, entry: &Entry) {
+    fn touch(&self, slot: &Slot) {
         if self.root.bounds.is_some() {
-            entry.referenced.store(true, Ordering::Relaxed);
+            slot.referenced.store(true, Ordering::Relaxed);
         }
     }
 
-    /// Starts the sweeper thread on this (root) store. The thread holds the
-    /// root node, which outlives every handle anyway, and only a weak
-    /// reference to `Root`, whose drop stops it.
+    /// Starts the sweeper thread on this (root) store. The thread holds only
+    /// a weak reference to `Root`, whose drop stops it.
     fn start_sweeper(&self, interval: Duration) -> std::io::Result<Sweeper> {
         const PER_TICK: usize = 10_000;
         const PER_LOCK: usize = 256;
-        let (node, clock) = (self.node.clone(), self.clock.clone());
+        let clock = self.clock.clone();
         let root = Arc::downgrade(&self.root);
         Sweeper::start("kvs-mem-sweep", interval, move || {
             let Some(root) = root.upgrade() else {
@@ -374,21 +400,30 @@ impl MemoryStore {
             };
             let now = clock.monotonic_millis();
             let mut left = PER_TICK;
-            node.for_each_in_subtree(&mut |node| {
-                for (stripe, shard) in node.shards.iter().enumerate() {
+            for (stripe, shard) in root.shards.shards.iter().enumerate() {
+                // Drain a shard in bites of PER_LOCK, so no lock is held
+                // long, until it has nothing expired or the tick's budget
+                // is spent.
+                loop {
                     if left == 0 {
-                        return;
+                        return true;
                     }
+                    let mut garbage = Vec::new();
                     let mut shard = shard.write();
-                    let before = (shard.map.len(), shard.bytes);
-                    let removed = shard.remove_expired_at_most(now, left.min(PER_LOCK));
+                    let before = (shard.entries, shard.bytes);
+                    let removed = shard.remove_expired(now, left.min(PER_LOCK), None, &mut garbage);
                     if let Some(bounds) = &root.bounds {
                         bounds.account(before, &shard);
+                        bounds::compact(&mut shard);
                     }
+                    drop(shard);
                     root.stats.add(stripe, Event::Expiration, removed as u64);
                     left -= removed;
+                    if removed < PER_LOCK {
+                        break;
+                    }
                 }
-            });
+            }
             true
         })
     }
@@ -403,7 +438,7 @@ impl Default for MemoryStore {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("namespace", &self.node.path)
+            .field("namespace", &self.ns.path)
             .finish_non_exhaustive()
     }
 }
@@ -419,9 +454,10 @@ impl Store for MemoryStore {
 
     async fn get(&self, key: &str, renew_for: Option<Duration>) -> Result<Option<Bytes>> {
         let renew = opt_ttl_millis(renew_for, "renew_for")?;
-        let (stripe, shard) = self.locate(key);
+        let hash = self.ns.hash(key);
+        let (stripe, shard) = self.root.shards.locate(hash);
         let value = match renew {
-            None => (shard.read().map.get(key))
+            None => (shard.read().get(&self.ns, hash, key))
                 .filter(|e| e.is_live_on(&self.clock))
                 .map(|e| {
                     self.touch(e);
@@ -430,9 +466,7 @@ impl Store for MemoryStore {
             Some(ms) => {
                 let now = self.clock.monotonic_millis();
                 let mut shard = shard.write();
-                let value = shard.renew(key, now, now.saturating_add(ms));
-                shard.map.get(key).inspect(|e| self.touch(e));
-                value
+                shard.renew(&self.ns, hash, key, now, now.saturating_add(ms))
             }
         };
         let event = Event::lookup(&value);
@@ -446,35 +480,44 @@ impl Store for MemoryStore {
     }
 
     async fn delete_all(&self) -> Result<()> {
-        self.node.for_each_in_subtree(&mut |node| {
-            for shard in node.shards.iter() {
-                let mut shard = shard.write();
-                let before = (shard.map.len(), shard.bytes);
-                *shard = Shard::default();
-                if let Some(bounds) = &self.root.bounds {
-                    bounds.account(before, &shard);
-                }
-            }
-        });
+        let subtree = self.ns.subtree();
+        for shard in self.root.shards.shards.iter() {
+            let mut shard = shard.write();
+            let before = (shard.entries, shard.bytes);
+            let emptied: Vec<Space> = if self.ns.is_root() {
+                let old = std::mem::take(&mut *shard);
+                // Entry ids must never repeat within a shard.
+                shard.next_id = old.next_id;
+                old.spaces.into_values().collect()
+            } else {
+                subtree
+                    .iter()
+                    .filter_map(|ns| shard.remove_space(ns.id))
+                    .collect()
+            };
+            self.account(before, &mut shard);
+            drop(shard);
+            drop(emptied);
+        }
         Ok(())
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let shard = self.shard(key).read();
+        let hash = self.ns.hash(key);
+        let shard = self.root.shards.locate(hash).1.read();
         Ok(shard
-            .map
-            .get(key)
+            .get(&self.ns, hash, key)
             .is_some_and(|e| e.is_live_on(&self.clock)))
     }
 
     async fn expires_in(&self, key: &str) -> Result<Option<Duration>> {
         let now = self.clock.monotonic_millis();
-        let shard = self.shard(key).read();
+        let hash = self.ns.hash(key);
+        let shard = self.root.shards.locate(hash).1.read();
         Ok(shard
-            .map
-            .get(key)
+            .get(&self.ns, hash, key)
             .filter(|e| e.is_live(now))
-            .and_then(Entry::expires_at)
+            .and_then(|e| e.expires_at)
             .map(|at| Duration::from_millis(at - now)))
     }
 }
@@ -482,9 +525,12 @@ impl Store for MemoryStore {
 impl NamespacedStore for MemoryStore {
     fn with_namespace(&self, namespace: &str) -> Self {
         MemoryStore {
-            node: self.node.child(namespace),
+            ns: self.ns.child(namespace),
             clock: self.clock.clone(),
             root: self.root.clone(),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,12 +11,17 @@
 //! Importing writes each batch in one pipeline of `SET key value [PXAT ms]`
 //! (Redis 6.2 or later): the absolute expiry is kept exactly, whatever the
 //! time the import takes.
+//!
+//! On a cluster, SCAN walks every primary in turn, and the read and import
+//! pipelines are split by slot (a cluster refuses one across slots) and
+//! sent at once.
 
 use ::redis::Value;
 use bytes::Bytes;
 
-use super::store::{ServerKind, ServerStore};
-use super::{Core, MAX_TTL_MILLIS, SCAN_COUNT, map_error};
+use super::client::Scan;
+use super::{MAX_TTL_MILLIS, RedisStore};
+use crate::NamespacedStore;
 use crate::listing::{Entries, Entry, EntryCursor, ListOptions, importable};
 use crate::namespace::{decode_redis_key, redis_key, redis_pattern};
 use crate::{Error, Result};
@@ -24,7 +29,7 @@ use crate::{Error, Result};
 /// Entries per import pipeline.
 const IMPORT_BATCH: usize = 1000;
 
-impl<K: ServerKind> ServerStore<K> {
+impl RedisStore {
     /// Lists the live entries of this namespace, as `options` say, page by
     /// page in `SCAN` order (see [`Entries`]).
     ///
@@ -52,7 +57,7 @@ impl<K: ServerKind> ServerStore<K> {
     /// # Ok(()) }
     /// ```
     pub fn entries(&self, options: ListOptions) -> Entries {
-        let pattern = self.core.prefix.as_deref().map(|prefix| {
+        let pattern = self.prefix.as_deref().map(|prefix| {
             if options.descendants {
                 redis_pattern(prefix)
             } else {
@@ -65,9 +70,8 @@ impl<K: ServerKind> ServerStore<K> {
             }
         });
         Entries::new(ServerCursor {
-            core: self.core.clone(),
-            pattern,
-            cursor: Some(0),
+            store: self.clone(),
+            scan: pattern.map(Scan::new),
             options,
         })
     }
@@ -107,80 +111,57 @@ impl<K: ServerKind> ServerStore<K> {
         while live.peek().is_some() {
             batch.clear();
             batch.extend(live.by_ref().take(IMPORT_BATCH));
-            let mut pipe = ::redis::pipe();
+            let mut keys = Vec::with_capacity(batch.len());
             for entry in &batch {
-                let mut core = self.core.clone();
-                for name in &entry.namespace {
-                    core = core.with_namespace(name);
-                }
-                if core.prefix.is_none() {
+                let target =
+                    (entry.namespace.iter()).fold(self.clone(), |s, n| s.with_namespace(n));
+                if target.prefix.is_none() {
                     return Err(Error::NamespaceRequired);
                 }
-                let value = entry.value.as_deref().unwrap_or_default();
-                let cmd = pipe.cmd("SET").arg(core.key(&entry.key)).arg(value);
-                if let Some(at) = entry.expires_at {
-                    cmd.arg("PXAT").arg(at.min(MAX_TTL_MILLIS));
-                }
-                cmd.ignore();
+                keys.push(target.key(&entry.key));
             }
-            self.core.pipeline::<()>(&pipe, "SET PXAT").await?;
+            let groups = self.shared.by_slot(&keys);
+            let pipelines = groups.into_iter().map(|group| {
+                let mut pipe = ::redis::pipe();
+                for i in group {
+                    let entry = &batch[i];
+                    let value = entry.value.as_deref().unwrap_or_default();
+                    let cmd = pipe.cmd("SET").arg(&keys[i]).arg(value);
+                    if let Some(at) = entry.expires_at {
+                        cmd.arg("PXAT").arg(at.min(MAX_TTL_MILLIS));
+                    }
+                    cmd.ignore();
+                }
+                pipe
+            });
+            // Its SETs are safe to apply twice.
+            (self.shared)
+                .run_all(pipelines.collect(), "SET PXAT")
+                .await?;
             written += batch.len();
         }
         Ok(written)
     }
 }
 
-impl Core {
-    /// Runs `pipe` on the shared connection, once more if the connection was
-    /// lost (every pipeline here may run twice, as `connection_lost` says of
-    /// single commands).
-    async fn pipeline<T: ::redis::FromRedisValue>(
-        &self,
-        pipe: &::redis::Pipeline,
-        action: &str,
-    ) -> Result<T> {
-        let mut connection = self.shared.connection.clone();
-        let mut result = pipe.query_async(&mut connection).await;
-        if super::connection_lost(&result) {
-            result = pipe.query_async(&mut connection).await;
-        }
-        result.map_err(|err| map_error(&self.shared.server, action, err))
-    }
-}
-
 /// A Redis/Valkey listing in progress.
 struct ServerCursor {
-    core: Core,
-    /// The SCAN pattern; `None` for a store without a namespace.
-    pattern: Option<String>,
-    /// The SCAN cursor of the next call; `None` once SCAN returned 0.
-    cursor: Option<u64>,
+    store: RedisStore,
+    /// `None` for a store without a namespace.
+    scan: Option<Scan>,
     options: ListOptions,
 }
 
 #[async_trait::async_trait]
 impl EntryCursor for ServerCursor {
     async fn next_page(&mut self) -> Result<Option<Vec<Entry>>> {
-        let Some(pattern) = &self.pattern else {
+        let Some(scan) = &mut self.scan else {
             return Err(Error::NamespaceRequired);
         };
-        // SCAN may return nothing for many calls in a row (its COUNT is the
-        // slots looked at, not keys found): go on until a page has entries.
-        while let Some(cursor) = self.cursor {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .core
-                .query(
-                    ::redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT),
-                    "SCAN",
-                )
-                .await?;
-            self.cursor = (next != 0).then_some(next);
-            let page = self.read(keys).await?;
+        // SCAN may return nothing for many calls in a row: go on until a
+        // page has entries.
+        while let Some(keys) = scan.next_batch(&self.store.shared).await? {
+            let page = Self::read(&self.store, &self.options, keys).await?;
             if !page.is_empty() {
                 return Ok(Some(page));
             }
@@ -192,8 +173,12 @@ impl EntryCursor for ServerCursor {
 impl ServerCursor {
     /// Decodes the keys SCAN returned, keeps those asked for and reads their
     /// values or sizes and expiries in one pipeline.
-    async fn read(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Entry>> {
-        let depth = self.core.path.len();
+    async fn read(
+        store: &RedisStore,
+        options: &ListOptions,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<Entry>> {
+        let depth = store.path.len();
         let mut wanted = Vec::with_capacity(keys.len());
         for stored in keys {
             let Ok(stored) = String::from_utf8(stored) else {
@@ -204,21 +189,40 @@ impl ServerCursor {
             };
             // The pattern matched the escaped prefix; the decoded path must
             // still start with this store's (a glob never sees `%3A`).
-            let inside = path.len() >= depth && path[..depth] == self.core.path[..];
-            let level_ok = self.options.descendants || path.len() == depth;
-            if inside && level_ok && key.starts_with(&self.options.key_prefix) {
+            let inside = path.len() >= depth && path[..depth] == store.path[..];
+            let level_ok = options.descendants || path.len() == depth;
+            if inside && level_ok && key.starts_with(&options.key_prefix) {
                 wanted.push((stored, path[depth..].to_vec(), key));
             }
         }
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = ::redis::pipe();
-        for (stored, _, _) in &wanted {
-            let read = if self.options.values { "GET" } else { "STRLEN" };
-            pipe.cmd(read).arg(stored).cmd("PEXPIRETIME").arg(stored);
+        let read = if options.values { "GET" } else { "STRLEN" };
+        let stored: Vec<&str> = wanted.iter().map(|(stored, _, _)| &stored[..]).collect();
+        let groups = store.shared.by_slot(&stored);
+        let pipelines = groups.iter().map(|group| {
+            let mut pipe = ::redis::pipe();
+            for &i in group {
+                pipe.cmd(read)
+                    .arg(stored[i])
+                    .cmd("PEXPIRETIME")
+                    .arg(stored[i]);
+            }
+            pipe
+        });
+        let mut replies = vec![Value::Nil; 2 * wanted.len()];
+        let answered = (store.shared)
+            .run_all(pipelines.collect(), "GET/PEXPIRETIME")
+            .await?;
+        for (group, answers) in groups.iter().zip(answered) {
+            let mut answers = answers.into_iter();
+            for &i in group {
+                for reply in &mut replies[2 * i..2 * i + 2] {
+                    *reply = answers.next().unwrap_or(Value::Nil);
+                }
+            }
         }
-        let replies: Vec<Value> = self.core.pipeline(&pipe, "GET/PEXPIRETIME").await?;
         let mut page = Vec::with_capacity(wanted.len());
         for ((_, namespace, key), pair) in wanted.into_iter().zip(replies.chunks(2)) {
             let [read, expiry] = pair else { continue };
@@ -230,7 +234,7 @@ impl ServerCursor {
             };
             let (size, value) = match read {
                 Value::BulkString(bytes) => (bytes.len() as u64, Some(Bytes::from(bytes.clone()))),
-                Value::Int(len) if !self.options.values => (len.unsigned_abs(), None),
+                Value::Int(len) if !options.values => (len.unsigned_abs(), None),
                 _ => continue,
             };
             page.push(Entry {
@@ -248,9 +252,9 @@ impl ServerCursor {
 /// The server expires keys by itself, so there is never anything for
 /// `delete_expired` to remove.
 #[async_trait::async_trait]
-impl<K: ServerKind> crate::Maintenance for ServerStore<K> {
+impl crate::Maintenance for RedisStore {
     fn stats(&self) -> crate::StoreStats {
-        ServerStore::stats(self)
+        RedisStore::stats(self)
     }
 
     async fn delete_expired(&self) -> Result<usize> {
@@ -258,10 +262,10 @@ impl<K: ServerKind> crate::Maintenance for ServerStore<K> {
     }
 
     fn entries(&self, options: ListOptions) -> Entries {
-        ServerStore::entries(self, options)
+        RedisStore::entries(self, options)
     }
 
     async fn import_entries(&self, entries: Vec<Entry>) -> Result<usize> {
-        ServerStore::import_entries(self, entries).await
+        RedisStore::import_entries(self, entries).await
     }
 }

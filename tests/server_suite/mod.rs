@@ -1,5 +1,6 @@
-//! What only a server-backed store does, written once for `RedisStore` and
-//! `ValkeyStore` and stamped per backend by `server_suite!`.
+//! What only a server-backed store does, written once and stamped per
+//! server kind (a real `redis-server`, a real `valkey-server`) by
+//! `server_suite!`.
 //!
 //! Each function names one behaviour. They run against the binary's shared
 //! server in root namespaces of their own, or against a server of their own
@@ -11,13 +12,15 @@ use std::time::{Duration, Instant};
 use kvstores::{Bytes, Error};
 use redis::AsyncCommands;
 
-use crate::support::{Backend, Kind, Options, Server, servers, unique};
+use kvstores::{NamespacedStore, RedisStore, Store};
 
-/// Stamps every behaviour below as a `#[tokio::test]` for one store type.
+use crate::support::{Kind, Options, Server, servers, unique};
+
+/// Stamps every behaviour below as a `#[tokio::test]` for one server kind.
 #[macro_export]
 macro_rules! server_suite {
-    ($backend:ty) => {
-        $crate::server_suite!(@each $backend;
+    ($kind:expr) => {
+        $crate::server_suite!(@each $kind;
             connect_uses_the_documented_default_namespace, keys_are_stored_in_the_documented_form,
             foreign_keys_survive_delete_all, root_segments_cache_and_cache2_are_isolated,
             glob_characters_in_root_segments_select_only_themselves,
@@ -29,10 +32,10 @@ macro_rules! server_suite {
             a_refused_connection_names_host_and_port_quickly,
             tls_and_foreign_urls_are_clear_errors, debug_shows_server_and_namespace_only);
     };
-    (@each $backend:ty; $($name:ident),* $(,)?) => {$(
+    (@each $kind:expr; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            server_suite::$name::<$backend>().await;
+            $crate::server_suite::$name($kind).await;
         }
     )*};
 }
@@ -43,20 +46,17 @@ fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-fn shared<B: Backend>() -> &'static Server {
-    Server::shared(B::KIND)
-}
-
-async fn build<B: Backend>(server: &Server, namespace: Option<&str>) -> B {
-    B::build(&server.url(), Options::namespace(namespace))
+async fn build(server: &Server, namespace: Option<&str>) -> RedisStore {
+    Options::namespace(namespace)
+        .connect(&server.url())
         .await
         .expect("connect to the test server")
 }
 
 /// `connect(url)` stores keys under the root segment `kvstores`.
-pub async fn connect_uses_the_documented_default_namespace<B: Backend>() {
-    let server = shared::<B>();
-    let store = B::connect(&server.url()).await.unwrap();
+pub async fn connect_uses_the_documented_default_namespace(kind: Kind) {
+    let server = Server::shared(kind);
+    let store = RedisStore::connect(&server.url()).await.unwrap();
     let key = unique("default");
     store.set(&key, b("v"), None).await.unwrap();
     let mut raw = server.raw().await;
@@ -66,10 +66,10 @@ pub async fn connect_uses_the_documented_default_namespace<B: Backend>() {
 }
 
 /// Namespaced keys are `root:child:key` with `%` and `:` escaped.
-pub async fn keys_are_stored_in_the_documented_form<B: Backend>() {
-    let server = shared::<B>();
+pub async fn keys_are_stored_in_the_documented_form(kind: Kind) {
+    let server = Server::shared(kind);
     let root = unique("form");
-    let store = build::<B>(server, Some(&root)).await;
+    let store = build(server, Some(&root)).await;
     store
         .with_namespace("a:b")
         .set("k:1%", b("v"), Some(LONG))
@@ -83,10 +83,10 @@ pub async fn keys_are_stored_in_the_documented_form<B: Backend>() {
 }
 
 /// Keys other programs wrote, even ones that look alike, survive delete_all.
-pub async fn foreign_keys_survive_delete_all<B: Backend>() {
-    let server = shared::<B>();
+pub async fn foreign_keys_survive_delete_all(kind: Kind) {
+    let server = Server::shared(kind);
     let root = unique("foreign");
-    let store = build::<B>(server, Some(&root)).await;
+    let store = build(server, Some(&root)).await;
     let mut raw = server.raw().await;
     let foreign = [
         root.clone(),
@@ -117,12 +117,12 @@ pub async fn foreign_keys_survive_delete_all<B: Backend>() {
 }
 
 /// Root segments `cache` and `cache2` (and `cach`) never reach each other.
-pub async fn root_segments_cache_and_cache2_are_isolated<B: Backend>() {
-    let server = shared::<B>();
+pub async fn root_segments_cache_and_cache2_are_isolated(kind: Kind) {
+    let server = Server::shared(kind);
     let names = ["cache", "cache2", "cach"];
     let mut stores = Vec::new();
     for name in names {
-        let store = build::<B>(server, Some(name)).await;
+        let store = build(server, Some(name)).await;
         store.set("k", b(name), None).await.unwrap();
         store
             .with_namespace("child")
@@ -147,8 +147,8 @@ pub async fn root_segments_cache_and_cache2_are_isolated<B: Backend>() {
 }
 
 /// Root segments full of glob characters delete exactly their own keys.
-pub async fn glob_characters_in_root_segments_select_only_themselves<B: Backend>() {
-    let server = shared::<B>();
+pub async fn glob_characters_in_root_segments_select_only_themselves(kind: Kind) {
+    let server = Server::shared(kind);
     let tag = unique("glob");
     let names: Vec<String> = [
         "*", "?", "[", "]", "\\", "[ab]", "a", "b", "a*", "a?", "a\\", "a\\*", "[a]", "[^a]",
@@ -158,7 +158,7 @@ pub async fn glob_characters_in_root_segments_select_only_themselves<B: Backend>
     .collect();
     let mut stores = Vec::new();
     for name in &names {
-        let store = build::<B>(server, Some(name)).await;
+        let store = build(server, Some(name)).await;
         store.set("*", b(name), None).await.unwrap();
         store.set("k?", b(name), None).await.unwrap();
         stores.push(store);
@@ -179,9 +179,9 @@ pub async fn glob_characters_in_root_segments_select_only_themselves<B: Backend>
 }
 
 /// `namespace(None)`: raw keys, delete_all refused; a child is ordinary.
-pub async fn a_store_without_namespace_refuses_delete_all_and_deletes_nothing<B: Backend>() {
-    let server = shared::<B>();
-    let raw_store = build::<B>(server, None).await;
+pub async fn a_store_without_namespace_refuses_delete_all_and_deletes_nothing(kind: Kind) {
+    let server = Server::shared(kind);
+    let raw_store = build(server, None).await;
     let key = unique("raw");
     raw_store.set(&key, b("verbatim"), None).await.unwrap();
     let mut raw = server.raw().await;
@@ -218,8 +218,8 @@ pub async fn a_store_without_namespace_refuses_delete_all_and_deletes_nothing<B:
 }
 
 /// set_keep_ttl replaces the value and keeps the deadline; a new key gets none.
-pub async fn set_keep_ttl_keeps_the_expiry<B: Backend>() {
-    let store: B = crate::support::fresh().await;
+pub async fn set_keep_ttl_keeps_the_expiry(kind: Kind) {
+    let store = crate::support::fresh(kind).await;
     store.set("k", b("one"), Some(LONG)).await.unwrap();
     store.set_keep_ttl("k", b("two")).await.unwrap();
     assert_eq!(store.get("k", None).await.unwrap(), Some(b("two")));
@@ -232,14 +232,14 @@ pub async fn set_keep_ttl_keeps_the_expiry<B: Backend>() {
 }
 
 /// The database option selects that database.
-pub async fn database_option_selects_the_database<B: Backend>() {
-    let server = shared::<B>();
+pub async fn database_option_selects_the_database(kind: Kind) {
+    let server = Server::shared(kind);
     let root = unique("db");
     let options = Options {
         database: Some(3),
         ..Options::namespace(Some(&root))
     };
-    let store = B::build(&server.url(), options).await.unwrap();
+    let store = options.connect(&server.url()).await.unwrap();
     store.set("k", b("in 3"), None).await.unwrap();
     let mut raw = server.raw().await;
     let in_0: Option<String> = raw.get(format!("{root}:k")).await.unwrap();
@@ -255,8 +255,8 @@ pub async fn database_option_selects_the_database<B: Backend>() {
 }
 
 /// A namespace much larger than one SCAN batch is emptied completely.
-pub async fn delete_all_sweeps_more_keys_than_one_scan_batch<B: Backend>() {
-    let store: B = crate::support::fresh().await;
+pub async fn delete_all_sweeps_more_keys_than_one_scan_batch(kind: Kind) {
+    let store = crate::support::fresh(kind).await;
     let child = store.with_namespace("child");
     let mut tasks = Vec::new();
     for t in 0..8 {
@@ -281,10 +281,10 @@ pub async fn delete_all_sweeps_more_keys_than_one_scan_batch<B: Backend>() {
 }
 
 /// 64 tasks on clones and namespaces of one store use one connection.
-pub async fn sixty_four_tasks_share_one_connection<B: Backend>() {
-    let server = Server::start(B::KIND, None);
+pub async fn sixty_four_tasks_share_one_connection(kind: Kind) {
+    let server = Server::start(kind, None);
     let mut raw = server.raw().await;
-    let root = build::<B>(&server, Some("app")).await;
+    let root = build(&server, Some("app")).await;
     let mut tasks = Vec::new();
     for t in 0..64 {
         let store = if t % 2 == 0 {
@@ -319,9 +319,9 @@ pub async fn sixty_four_tasks_share_one_connection<B: Backend>() {
 
 /// While the server is down operations fail fast; once it is back the same
 /// store works again.
-pub async fn reconnects_after_the_server_restarts<B: Backend>() {
-    let server = Server::start(B::KIND, None);
-    let store = build::<B>(&server, Some("app")).await;
+pub async fn reconnects_after_the_server_restarts(kind: Kind) {
+    let server = Server::start(kind, None);
+    let store = build(&server, Some("app")).await;
     store.set("k", b("before"), None).await.unwrap();
 
     server.stop();
@@ -363,11 +363,11 @@ pub async fn reconnects_after_the_server_restarts<B: Backend>() {
 
 /// A wrong or missing password is a Server error that shows no password,
 /// from the builder option and from the URL; Debug never shows one either.
-pub async fn a_wrong_password_is_refused_and_never_shown<B: Backend>() {
+pub async fn a_wrong_password_is_refused_and_never_shown(kind: Kind) {
     const RIGHT: &str = "Right-Pa55word-42";
     const WRONG: &str = "Wrong-Pa55word-17";
-    let server = Server::start(B::KIND, Some(RIGHT));
-    let scheme = B::KIND.scheme();
+    let server = Server::start(kind, Some(RIGHT));
+    let scheme = kind.scheme();
     let port = server.port();
 
     let with_option = Options {
@@ -382,47 +382,43 @@ pub async fn a_wrong_password_is_refused_and_never_shown<B: Backend>() {
     ];
     for (url, options) in attempts {
         let started = Instant::now();
-        let err = B::build(&url, options).await.unwrap_err();
+        let err = options.connect(&url).await.unwrap_err();
         assert!(matches!(err, Error::Server { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
         let shown = format!("{err} {err:?}");
         assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
         assert!(!shown.contains(WRONG) && !shown.contains(RIGHT), "{shown}");
-        let debug = B::builder_debug(&url, options);
+        let debug = format!("{:?}", options.builder(&url));
         assert!(!debug.contains(WRONG), "{debug}");
     }
 
-    let store = B::build(
-        &server.url(),
-        Options {
-            password: Some(RIGHT),
-            ..Options::namespace(Some("app"))
-        },
-    )
+    let store = Options {
+        password: Some(RIGHT),
+        ..Options::namespace(Some("app"))
+    }
+    .connect(&server.url())
     .await
     .unwrap();
     store.set("k", b("v"), None).await.unwrap();
     let url = format!("{scheme}://:{RIGHT}@127.0.0.1:{port}");
-    let from_url = B::build(&url, Options::namespace(Some("app")))
-        .await
-        .unwrap();
+    let from_url = Options::namespace(Some("app")).connect(&url).await.unwrap();
     assert_eq!(from_url.get("k", None).await.unwrap(), Some(b("v")));
     for debug in [
         format!("{store:?}"),
         format!("{from_url:?}"),
         format!("{:?}", from_url.with_namespace("x")),
-        B::builder_debug(&url, Options::namespace(Some("app"))),
+        format!("{:?}", Options::namespace(Some("app")).builder(&url)),
     ] {
         assert!(!debug.contains(RIGHT), "{debug}");
     }
 }
 
 /// Nothing listening: a Connection error naming host:port, quickly.
-pub async fn a_refused_connection_names_host_and_port_quickly<B: Backend>() {
+pub async fn a_refused_connection_names_host_and_port_quickly(kind: Kind) {
     let port = servers::free_port();
-    let url = format!("{}://127.0.0.1:{port}", B::KIND.scheme());
+    let url = format!("{}://127.0.0.1:{port}", kind.scheme());
     let started = Instant::now();
-    let err = B::connect(&url).await.unwrap_err();
+    let err = RedisStore::connect(&url).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -437,9 +433,9 @@ pub async fn a_refused_connection_names_host_and_port_quickly<B: Backend>() {
 }
 
 /// TLS URLs (not compiled in) and other schemes are clear argument errors.
-pub async fn tls_and_foreign_urls_are_clear_errors<B: Backend>() {
+pub async fn tls_and_foreign_urls_are_clear_errors(_kind: Kind) {
     for url in ["rediss://127.0.0.1:6390", "valkeys://127.0.0.1:6390"] {
-        let err = B::connect(url).await.unwrap_err();
+        let err = RedisStore::connect(url).await.unwrap_err();
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
         assert!(err.to_string().contains("TLS"), "{err}");
     }
@@ -448,7 +444,7 @@ pub async fn tls_and_foreign_urls_are_clear_errors<B: Backend>() {
         "127.0.0.1:6390",
         "redis://:pw@[::1",
     ] {
-        let err = B::connect(url).await.unwrap_err();
+        let err = RedisStore::connect(url).await.unwrap_err();
         assert!(
             matches!(err, Error::InvalidArgument { .. }),
             "{url}: {err:?}"
@@ -458,18 +454,15 @@ pub async fn tls_and_foreign_urls_are_clear_errors<B: Backend>() {
 }
 
 /// Debug names the server and the namespace path, nothing else.
-pub async fn debug_shows_server_and_namespace_only<B: Backend>() {
-    let server = shared::<B>();
-    let store = build::<B>(server, Some("app")).await;
+pub async fn debug_shows_server_and_namespace_only(kind: Kind) {
+    let server = Server::shared(kind);
+    let store = build(server, Some("app")).await;
     let child = store.with_namespace("sessions");
-    let name = match B::KIND {
-        Kind::Redis => "RedisStore",
-        Kind::Valkey => "ValkeyStore",
-    };
+    // One type under both names: Debug names it RedisStore for either.
     assert_eq!(
         format!("{child:?}"),
         format!(
-            r#"{name} {{ server: "127.0.0.1:{}", namespace: ["app", "sessions"], .. }}"#,
+            r#"RedisStore {{ server: "127.0.0.1:{}", namespace: ["app", "sessions"], .. }}"#,
             server.port()
         )
     );

@@ -1,35 +1,20 @@
-//! What the Redis and Valkey test binaries share: the servers they run
-//! against, and one trait that lets the same test run on either store type.
+//! What the server-backed tests share: the `redis-server` and
+//! `valkey-server` processes they run against, and building stores on them.
 #![allow(dead_code)]
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod servers;
 
-use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kvstores::{Bytes, NamespacedStore, Result};
+#[cfg(feature = "redis")]
+use kvstores::{RedisStore, RedisStoreBuilder, Result};
 
 pub use servers::{Kind, Server};
 
-/// A store type backed by a server: `RedisStore` or `ValkeyStore`.
-pub trait Backend: NamespacedStore + Clone + Debug + 'static {
-    /// The server the store is tested against.
-    const KIND: Kind;
-
-    /// `Store::connect(url)`.
-    fn connect(url: &str) -> impl Future<Output = Result<Self>> + Send;
-
-    /// The builder with the options tests vary.
-    fn build(url: &str, options: Options<'_>) -> impl Future<Output = Result<Self>> + Send;
-
-    /// `Debug` of a builder given `url` and `options`.
-    fn builder_debug(url: &str, options: Options<'_>) -> String;
-
-    /// The store's `set_keep_ttl`.
-    fn set_keep_ttl(&self, key: &str, value: Bytes) -> impl Future<Output = Result<()>> + Send;
-}
-
+#[cfg(feature = "redis")]
 /// Builder options; `namespace` is the root segment, `None` for raw keys.
 #[derive(Clone, Copy, Debug)]
 pub struct Options<'a> {
@@ -39,6 +24,7 @@ pub struct Options<'a> {
     pub timeouts: Option<Duration>,
 }
 
+#[cfg(feature = "redis")]
 impl<'a> Options<'a> {
     pub fn namespace(namespace: Option<&'a str>) -> Self {
         Options {
@@ -48,57 +34,27 @@ impl<'a> Options<'a> {
             timeouts: None,
         }
     }
-}
 
-macro_rules! backend {
-    ($store:ident, $builder:ident, $feature:literal, $kind:expr) => {
-        #[cfg(feature = $feature)]
-        impl Backend for kvstores::$store {
-            const KIND: Kind = $kind;
-
-            fn connect(url: &str) -> impl Future<Output = Result<Self>> + Send {
-                kvstores::$store::connect(url)
-            }
-
-            fn build(url: &str, options: Options<'_>) -> impl Future<Output = Result<Self>> + Send {
-                builder!(kvstores::$store, url, options).connect()
-            }
-
-            fn builder_debug(url: &str, options: Options<'_>) -> String {
-                let builder: kvstores::$builder = builder!(kvstores::$store, url, options);
-                format!("{builder:?}")
-            }
-
-            fn set_keep_ttl(
-                &self,
-                key: &str,
-                value: Bytes,
-            ) -> impl Future<Output = Result<()>> + Send {
-                kvstores::$store::set_keep_ttl(self, key, value)
-            }
-        }
-    };
-}
-
-macro_rules! builder {
-    ($store:path, $url:expr, $options:expr) => {{
-        let options = $options;
-        let mut builder = <$store>::builder($url).namespace(options.namespace);
-        if let Some(password) = options.password {
+    /// The builder for `url` with these options.
+    pub fn builder(self, url: &str) -> RedisStoreBuilder {
+        let mut builder = RedisStore::builder(url).namespace(self.namespace);
+        if let Some(password) = self.password {
             builder = builder.password(password);
         }
-        if let Some(database) = options.database {
+        if let Some(database) = self.database {
             builder = builder.database(database);
         }
-        if let Some(timeout) = options.timeouts {
+        if let Some(timeout) = self.timeouts {
             builder = builder.connect_timeout(timeout).response_timeout(timeout);
         }
         builder
-    }};
-}
+    }
 
-backend!(RedisStore, RedisStoreBuilder, "redis", Kind::Redis);
-backend!(ValkeyStore, ValkeyStoreBuilder, "valkey", Kind::Valkey);
+    /// A store on `url` with these options.
+    pub async fn connect(self, url: &str) -> Result<RedisStore> {
+        self.builder(url).connect().await
+    }
+}
 
 /// A root namespace no other test of this process uses.
 pub fn unique(label: &str) -> String {
@@ -110,10 +66,25 @@ pub fn unique(label: &str) -> String {
     )
 }
 
-/// A fresh store on the shared server, in a root namespace of its own.
-pub async fn fresh<B: Backend>() -> B {
-    let server = Server::shared(B::KIND);
-    B::build(&server.url(), Options::namespace(Some(&unique("contract"))))
+#[cfg(feature = "redis")]
+/// A fresh store on the shared server of `kind`, in a root namespace of
+/// its own.
+pub async fn fresh(kind: Kind) -> RedisStore {
+    let server = Server::shared(kind);
+    Options::namespace(Some(&unique("contract")))
+        .connect(&server.url())
         .await
         .expect("connect to the shared test server")
+}
+
+/// A fresh store on the shared cluster of `kind`, in a root namespace of
+/// its own.
+#[cfg(feature = "cluster")]
+pub async fn fresh_cluster(kind: Kind) -> RedisStore {
+    let cluster = cluster::Cluster::shared(kind);
+    RedisStore::cluster_builder(cluster.seeds())
+        .namespace(Some(&unique("cluster")))
+        .connect()
+        .await
+        .expect("connect to the shared test cluster")
 }

@@ -92,6 +92,8 @@ pub struct Server {
     kind: Kind,
     port: u16,
     password: Option<String>,
+    /// More command-line options (a cluster node's).
+    extra: Vec<String>,
     dir: tempfile::TempDir,
     child: Mutex<Option<Child>>,
 }
@@ -111,6 +113,15 @@ impl Server {
     /// Starts a server of `kind` of its own on a free port, requiring
     /// `password` when given.
     pub fn start(kind: Kind, password: Option<&str>) -> Server {
+        Server::start_with(kind, password, |_| Vec::new())
+    }
+
+    /// [`start`](Self::start) with more options, made from the chosen port.
+    pub fn start_with(
+        kind: Kind,
+        password: Option<&str>,
+        extra: impl Fn(u16) -> Vec<String>,
+    ) -> Server {
         let mut last_error = String::new();
         // Another process may take the port between choosing and binding it;
         // then the server exits at once and we try another port.
@@ -120,6 +131,7 @@ impl Server {
                 kind,
                 port,
                 password: password.map(str::to_owned),
+                extra: extra(port),
                 dir: tempfile::tempdir().expect("a temporary directory for the server"),
                 child: Mutex::new(None),
             };
@@ -138,6 +150,23 @@ impl Server {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The process id of the running server, for killing it from outside.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
+    }
+
+    /// A plain blocking client connection, for setting a cluster up.
+    pub fn sync(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+            .unwrap()
+            .get_connection()
+            .expect("a connection to the test server")
     }
 
     /// A plain client connection, for checking what is stored and for
@@ -192,6 +221,7 @@ impl Server {
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
         }
+        command.args(&self.extra);
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;

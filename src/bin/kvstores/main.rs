@@ -40,7 +40,8 @@ pub struct Cli {
     file: Option<PathBuf>,
 
     /// The Redis/Valkey server, e.g. redis://127.0.0.1:6379/0 or
-    /// valkey://:password@host:6379. Prefer the KVSTORES_URL variable for a
+    /// valkey://:password@host:6379; for a cluster, some of its nodes' URLs
+    /// separated by commas. Prefer the KVSTORES_URL variable for a
     /// URL with a password: arguments are visible to other users.
     #[arg(
         long,

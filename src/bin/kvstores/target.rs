@@ -105,13 +105,16 @@ async fn open_file(file: &Path, create: Create) -> Result<FileStore, Failure> {
     Ok(store)
 }
 
-/// Connects to a Redis or Valkey server (`redis://`, `valkey://`), with
-/// `root` as the root namespace segment.
+/// Connects to a Redis or Valkey server (`redis://`, `valkey://`), or to a
+/// cluster given as a comma-separated list of its nodes' URLs, with `root`
+/// as the root namespace segment.
 async fn connect(url: &str, root: &str) -> Result<RedisStore, Failure> {
-    Ok(RedisStore::builder(url)
-        .namespace(Some(root))
-        .connect()
-        .await?)
+    let builder = if url.contains(',') {
+        RedisStore::cluster_builder(url.split(',').map(str::trim))
+    } else {
+        RedisStore::builder(url)
+    };
+    Ok(builder.namespace(Some(root)).connect().await?)
 }
 
 fn descend<S: NamespacedStore>(store: S, path: &[&str]) -> S {
