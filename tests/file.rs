@@ -714,6 +714,90 @@ async fn compaction_returns_the_space_of_deleted_entries() {
     assert!(store.exists("after").await.unwrap());
 }
 
+/// Reads go on during a compaction, which holds the database to itself:
+/// they are then served by the reader thread instead of inline (an inline
+/// read would stall the caller's runtime worker), and answer correctly on
+/// both paths, before, during and after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_during_a_compaction_answer_correctly() {
+    let dir = TempDir::new().unwrap();
+    // Exclusive: the mode in which a lone read is served inline.
+    let store = FileStore::builder(dir.path().join("store.redb"))
+        .exclusive(true)
+        .open()
+        .unwrap();
+    let value = Bytes::from(vec![7u8; 16 * 1024]);
+    let gone: Vec<(String, Bytes)> = (0..400)
+        .map(|i| (format!("gone{i}"), value.clone()))
+        .collect();
+    let gone_refs: Vec<(&str, Bytes)> = gone.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    kvstores::BatchStore::set_many(&store, &gone_refs, None)
+        .await
+        .unwrap();
+    for i in 0..50 {
+        store
+            .set(&format!("k{i}"), b(&format!("v{i}")), None)
+            .await
+            .unwrap();
+    }
+    kvstores::BatchStore::delete_many(
+        &store,
+        &gone.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+
+    let compacting = tokio::spawn({
+        let store = store.clone();
+        async move { store.compact().await }
+    });
+    let mut rounds = 0;
+    while rounds < 3 || !compacting.is_finished() {
+        for i in 0..50 {
+            let got = store.get(&format!("k{i}"), None).await.unwrap();
+            assert_eq!(got, Some(b(&format!("v{i}"))));
+        }
+        assert_eq!(store.get("gone0", None).await.unwrap(), None);
+        rounds += 1;
+    }
+    assert!(compacting.await.unwrap().unwrap());
+    assert_eq!(store.get("k7", None).await.unwrap(), Some(b("v7")));
+}
+
+/// `get_many` of an exclusive store answers the same whether its keys are
+/// few enough to be read inline (64 or fewer) or go to the reader thread,
+/// missing and expired keys included.
+#[tokio::test]
+async fn get_many_answers_alike_inline_and_on_the_reader_thread() {
+    use kvstores::BatchStore;
+    let dir = TempDir::new().unwrap();
+    let clock = ManualClock::new();
+    let store = FileStore::builder(dir.path().join("store.redb"))
+        .exclusive(true)
+        .clock(clock.clone())
+        .open()
+        .unwrap();
+    for i in 0..100usize {
+        let ttl = i.is_multiple_of(3).then_some(Duration::from_secs(1));
+        store
+            .set(&format!("k{i}"), b(&format!("v{i}")), ttl)
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(1));
+    // k0, k3, k6.. have expired; k100 and later were never set.
+    let keys: Vec<String> = (0..130).map(|i| format!("k{i}")).collect();
+    let expected = |i: usize| (i < 100 && !i.is_multiple_of(3)).then(|| b(&format!("v{i}")));
+    for n in [1, 64, 65, 130] {
+        let refs: Vec<&str> = keys[..n].iter().map(String::as_str).collect();
+        let got = store.get_many(&refs).await.unwrap();
+        let want: Vec<_> = (0..n).map(expected).collect();
+        assert_eq!(got, want, "{n} keys");
+    }
+    assert_eq!(store.get("k3", None).await.unwrap(), None);
+    assert_eq!(store.get("k4", None).await.unwrap(), Some(b("v4")));
+}
+
 // ------------------------------------------------------------ child processes
 
 /// The main of a child process, when this binary runs with `KVSTORES_CHILD`

@@ -4,8 +4,8 @@
 //! of its group commit. redb runs one write transaction at a time across
 //! every process that has the file open, so a read, check and write within
 //! one job is atomic against other tasks and processes alike. `get_many`
-//! reads all its keys in one read transaction of the reader thread: a
-//! snapshot.
+//! reads all its keys in one read transaction (inline for up to 64 keys,
+//! else on the reader thread): a snapshot.
 
 use std::time::Duration;
 

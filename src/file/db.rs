@@ -96,6 +96,35 @@ impl Db {
         result
     }
 
+    /// Runs `f` at once unless that could wait on this process: `None`,
+    /// without a result, when the database must be reopened first, when a
+    /// reopen, compaction or close holds or waits for the slot (each takes
+    /// long), or when `f` met an I/O error (marking the database for a
+    /// reopen takes the slot). The caller then runs `f` through
+    /// [`with`](Self::with) on a thread that may wait.
+    pub(super) fn try_with<R>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> DbResult<R>,
+    ) -> Option<DbResult<R>> {
+        // `try_read` also fails while a writer waits for the lock, so a
+        // stream of reads never holds off a compaction or a reopen.
+        let slot = match self.slot.try_read() {
+            Ok(slot) => slot,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        if slot.broken {
+            return None;
+        }
+        match &slot.database {
+            Some(database) => match f(database) {
+                Err(redb::Error::Io(_) | redb::Error::PreviousIo) => None,
+                result => Some(result),
+            },
+            None => Some(Err(redb::Error::DatabaseClosed)),
+        }
+    }
+
     /// Runs `f` with the database to itself: no transaction is running.
     pub(super) fn with_mut<R>(
         &self,

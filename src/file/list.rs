@@ -5,8 +5,8 @@
 //! table ([`crate::namespace`]), and the namespace's own keys with a given
 //! key prefix a narrower one inside it, so a listing is a range scan. Each
 //! page is read in one read transaction on tokio's blocking pool, after
-//! the last key of the previous page, so the reader thread that serves
-//! lookups is never held up by a long scan.
+//! the last key of the previous page, so neither an async worker nor the
+//! reader thread that serves lookups is held up by a long scan.
 
 use std::ops::Bound;
 

@@ -11,16 +11,20 @@
 //! - `writer` — group commit: one thread per database applies all writes
 //!   waiting at the moment in one transaction, then replies to each caller.
 //!   A write is a closure over `Tables` with its own result type.
-//! - `reader` — the same for lookups: one read transaction per batch.
+//! - `reader` — lookups: inline on the caller's thread when that cannot
+//!   wait on this process, otherwise on a reader thread that serves every
+//!   waiting lookup from one read transaction.
 //! - `sweep` — the opt-in background sweeper of expired entries.
 //! - `worker` — the thread-and-channel plumbing the two share.
 //! - `open` — path checks, the read-only probe that refuses a foreign file
 //!   without touching it, and the process-wide table of open databases.
 //!
-//! Nothing here runs redb on an async worker thread: lookups go to the
-//! reader thread, writes to the writer thread, and backup and compaction to
-//! tokio's blocking pool (`spawn_blocking`, so those two need a tokio
-//! runtime).
+//! The only redb work done on an async worker thread is a lookup of at
+//! most 64 keys that can begin at once (about a microsecond on cached
+//! pages; DESIGN.md says what a cold page costs). Writes go to the writer
+//! thread, lookups that would wait to the reader thread, and backup,
+//! listing and compaction to tokio's blocking pool (`spawn_blocking`, so
+//! those need a tokio runtime).
 //!
 //! Concurrency modes, durability and what a crash or a clock jump does are
 //! documented on [`FileStore`], where users read them.
@@ -95,7 +99,11 @@ pub use list::FileUsage;
 /// rate; concurrent writers share commits, so their rate grows with their
 /// number. `exclusive` halves the fsyncs of a commit, and
 /// [`FileDurability::Periodic`] takes them off the write path. Reads never
-/// wait for a commit. `delete_expired` costs what has expired: its index
+/// wait for a commit. With `exclusive`, a read that is the only one in
+/// flight runs on the caller's thread (several times faster than handing
+/// it to the store's reader thread); on a cold cache it then waits for the
+/// disk there, a few page reads, once per page. Concurrent reads, and every
+/// read in the default mode, are served by the reader thread in batches. `delete_expired` costs what has expired: its index
 /// scan reads nothing else, but removing entries scattered through a large
 /// file rewrites one page each. `BENCHMARKS.md` in the repository has the
 /// figures of each configuration.
@@ -502,8 +510,8 @@ impl FileStore {
         }
     }
 
-    /// Looks `key` up on the reader thread: its expiry and, if `value`, its
-    /// value, when it is there and live.
+    /// Looks `key` up (inline, or on the reader thread if that would wait):
+    /// its expiry and, if `value`, its value, when it is there and live.
     async fn read(&self, key: &str, value: bool) -> Result<reader::Found> {
         let lookup = reader::Lookup {
             key: table_key(&self.prefix, key),

@@ -67,7 +67,7 @@ pub(super) fn open(path: &Path, create_directories: bool, options: Options) -> R
     }
     let db = Arc::new(open_database(&canonical, options)?);
     let writer = Writer::start(db.clone(), options.flush_every)?;
-    let reader = Reader::start(db.clone())?;
+    let reader = Reader::start(db.clone(), options.exclusive)?;
     let inner = Arc::new(Inner {
         db,
         writer: Some(writer),
