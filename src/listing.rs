@@ -19,7 +19,7 @@ use crate::{Error, Result};
 ///
 /// Its namespace path is relative to the store that was listed, so that an
 /// entry listed from one store can be written into another (see
-/// [`FileStore::import_entries`](crate::FileStore::import_entries)), e.g.
+/// [`Maintenance::import_entries`](crate::Maintenance::import_entries)), e.g.
 /// from a `FileStore`'s root into a Redis store's default namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -167,7 +167,7 @@ impl MemoryStoreBuilder {
     /// giving an entry a second chance. A shard holds the entries of every
     /// namespace, so the victims are the store's coldest whichever
     /// namespace they are in. Evictions are counted in
-    /// [`StoreStats::evictions`], expired entries removed so in
+    /// [`StoreStats::evictions`](crate::StoreStats::evictions), expired entries removed so in
     /// `expirations`. Evicting from the written shard keeps eviction under
     /// one lock; since keys hash evenly over shards, it approximates a
     /// store-wide policy. When that shard has nothing left to give, the
