@@ -559,6 +559,53 @@ fn processes_writing_at_once_see_all_of_each_others_writes() {
     });
 }
 
+/// Reads are served from a snapshot kept open while nothing is committed;
+/// another process's commits must end it before the next read.
+#[test]
+fn a_reader_sees_each_write_another_process_acknowledged() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = FileStore::open(&path).unwrap();
+    let mut writer = child("serve-writes", &path, "").spawn().unwrap();
+    let mut to_writer = writer.stdin.take().unwrap();
+    let mut from_writer = BufReader::new(writer.stdout.take().unwrap());
+    let mut command = |line: String| {
+        writeln!(to_writer, "{line}").unwrap();
+        to_writer.flush().unwrap();
+        // The first lines are the test harness's.
+        let mut reply = String::new();
+        while reply.trim_end().is_empty() || reply.starts_with("running ") {
+            reply.clear();
+            assert!(
+                from_writer.read_line(&mut reply).unwrap() > 0,
+                "the writer exited"
+            );
+        }
+        assert_eq!(reply.trim_end(), "ok", "after {line}");
+    };
+    let rt = runtime();
+    for i in 0..300 {
+        // Reads before the write keep the snapshot open and in use.
+        let before = rt.block_on(store.get("k", None)).unwrap();
+        if i > 0 {
+            assert_eq!(before, Some(b(&format!("{}", i - 1))));
+        }
+        command(format!("set k {i}"));
+        assert_eq!(
+            rt.block_on(store.get("k", None)).unwrap(),
+            Some(b(&format!("{i}"))),
+            "write {i}"
+        );
+        // A write of another key changes nothing this process reads.
+        command(format!("set other-{i} x"));
+        assert!(rt.block_on(store.exists(&format!("other-{i}"))).unwrap());
+    }
+    command("delete k".into());
+    assert_eq!(rt.block_on(store.get("k", None)).unwrap(), None);
+    drop(to_writer);
+    assert!(writer.wait().unwrap().success());
+}
+
 #[test]
 fn every_acknowledged_write_survives_sigkill() {
     let dir = TempDir::new().unwrap();
@@ -808,6 +855,8 @@ async fn get_many_answers_alike_inline_and_on_the_reader_thread() {
 ///   prints `done`.
 /// - `write-forever`: 8 tasks set keys until killed, printing `ack KEY` after
 ///   each set has returned.
+/// - `serve-writes`: for each line `set KEY VALUE` or `delete KEY` on stdin,
+///   writes it and prints `ok`; returns when stdin closes.
 /// - `hold-exclusive`: opens the file exclusively, prints `ready`, and keeps
 ///   it until stdin closes.
 /// - `open`, arg `shared|exclusive`: opens the file and prints the outcome
@@ -862,6 +911,20 @@ fn child_process() {
                     .collect();
                 for task in tasks {
                     task.await.unwrap();
+                }
+            }
+            "serve-writes" => {
+                let store = FileStore::open(&path).unwrap();
+                for line in std::io::stdin().lines() {
+                    let line = line.unwrap();
+                    match line.split(' ').collect::<Vec<_>>()[..] {
+                        ["set", key, value] => store.set(key, b(value), None).await.unwrap(),
+                        ["delete", key] => {
+                            store.delete(key).await.unwrap();
+                        }
+                        _ => panic!("unknown command {line}"),
+                    }
+                    say("ok");
                 }
             }
             "hold-exclusive" => {

@@ -4,12 +4,15 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use redb::{ConcurrencyMode, ReadableDatabase};
 
-use super::tables::{self, DbResult};
+use super::header::{Header, HeaderView};
+use super::tables::{self, DbResult, ENTRIES, EntriesTable};
 use crate::{Error, Result};
 
 /// What a database is opened with; the same for every handle of it.
@@ -48,6 +51,9 @@ pub(super) struct Db {
     /// Read-locked by every transaction, write-locked by reopening,
     /// compaction and close (redb needs `&mut Database` for the last two).
     slot: RwLock<Slot>,
+    /// Counts the write transactions of this process that have ended; a
+    /// snapshot begun before the latest may miss what it committed.
+    commits: AtomicU64,
 }
 
 struct Slot {
@@ -58,39 +64,175 @@ struct Slot {
     /// Counts reopens, so that an error of a handle already replaced does not
     /// break its successor.
     generation: u64,
+    /// The read transaction reads share while nothing was committed since
+    /// it began (DESIGN.md, "FileStore reads").
+    snapshot: ArcSwapOption<Snapshot>,
+    /// In the multi-process mode, the file's header: how reads learn of
+    /// other processes' commits.
+    header: Option<HeaderView>,
 }
 
-impl Db {
-    pub(super) fn new(path: PathBuf, database: redb::Database, options: Options) -> Self {
-        let slot = Slot {
+/// A read transaction kept open for the reads that come after it, and what
+/// tells whether it still shows every acknowledged commit.
+struct Snapshot {
+    entries: EntriesTable,
+    /// [`Db::commits`] when it began.
+    commits: u64,
+    /// The file's header as read just before it began (multi-process mode).
+    header: Option<Header>,
+    /// Whether a read used it since the reader thread last looked; an idle
+    /// snapshot is dropped (see [`Db::release_idle_snapshot`]).
+    used: AtomicBool,
+}
+
+impl Slot {
+    fn new(path: &Path, database: redb::Database, options: Options) -> DbResult<Slot> {
+        let header = if options.exclusive {
+            None
+        } else {
+            Some(HeaderView::open(path)?)
+        };
+        Ok(Slot {
             database: Some(database),
             broken: false,
             generation: 0,
-        };
-        Db {
+            snapshot: ArcSwapOption::empty(),
+            header,
+        })
+    }
+
+    /// Runs `f` on a snapshot that shows every commit of this process
+    /// counted in `commits` (read by the caller before this call) and, in
+    /// the multi-process mode, every commit of another process acknowledged
+    /// before this call: the cached one while the header still reads the
+    /// same and nothing was committed here since, otherwise a new one.
+    fn read<R>(
+        &self,
+        database: &redb::Database,
+        commits: u64,
+        f: impl FnOnce(&EntriesTable) -> DbResult<R>,
+    ) -> DbResult<R> {
+        // A guard, not a clone: loading touches no count shared with the
+        // other threads reading.
+        let cached = self.snapshot.load();
+        if let Some(snapshot) = &*cached
+            && snapshot.commits == commits
+            && match (&self.header, &snapshot.header) {
+                (Some(view), Some(header)) => view.matches(header)?,
+                _ => true,
+            }
+        {
+            if !snapshot.used.load(Ordering::Relaxed) {
+                snapshot.used.store(true, Ordering::Relaxed);
+            }
+            return f(&snapshot.entries);
+        }
+        drop(cached);
+        // Read before beginning, so that a commit landing in between makes
+        // the next read begin again rather than be missed.
+        let header = self.header.as_ref().map(HeaderView::read).transpose()?;
+        let txn = database.begin_read()?;
+        let fresh = Arc::new(Snapshot {
+            entries: txn.open_table(ENTRIES)?,
+            commits,
+            header,
+            used: AtomicBool::new(true),
+        });
+        let result = f(&fresh.entries);
+        // Whichever of two readers beginning at once stores last wins; the
+        // loser's snapshot ends with its read.
+        self.snapshot.store(Some(fresh));
+        result
+    }
+
+    /// Ends the cached snapshot, so that redb may reuse the pages it holds.
+    /// Under the slot's write lock (compaction, close, reopen), no reader
+    /// holds it any more, so its transaction ends here.
+    fn forget_snapshot(&self) {
+        self.snapshot.store(None);
+    }
+}
+
+impl Db {
+    pub(super) fn new(path: PathBuf, database: redb::Database, options: Options) -> DbResult<Self> {
+        let slot = Slot::new(&path, database, options)?;
+        Ok(Db {
             path,
             options,
             slot: RwLock::new(slot),
-        }
+            commits: AtomicU64::new(0),
+        })
     }
 
     /// Runs `f` on the open database, reopening it first if an earlier I/O
     /// error left it poisoned.
     pub(super) fn with<R>(&self, f: impl FnOnce(&redb::Database) -> DbResult<R>) -> DbResult<R> {
-        let mut slot = self.read();
+        self.with_slot(|_, database| f(database))
+    }
+
+    /// Runs `f`, a write transaction, on the open database like
+    /// [`with`](Self::with); the reads that begin after it returns see
+    /// what it committed.
+    pub(super) fn write<R>(&self, f: impl FnOnce(&redb::Database) -> DbResult<R>) -> DbResult<R> {
+        self.with_slot(|slot, database| {
+            let result = f(database);
+            // Also after a failure: an error from `commit` may come after
+            // the commit landed.
+            self.commits.fetch_add(1, Ordering::Release);
+            // Lets redb reuse the pages this commit freed without waiting
+            // for the next read to replace the snapshot.
+            slot.forget_snapshot();
+            result
+        })
+    }
+
+    /// Runs `f` on a snapshot of the entries that shows every write
+    /// acknowledged before this call, in this process or another;
+    /// reopening the database first like [`with`](Self::with).
+    pub(super) fn read<R>(&self, f: impl FnOnce(&EntriesTable) -> DbResult<R>) -> DbResult<R> {
+        let commits = self.commits.load(Ordering::Acquire);
+        self.with_slot(|slot, database| slot.read(database, commits, f))
+    }
+
+    /// [`read`](Self::read) at once, unless that could wait on this
+    /// process: see [`try_with_slot`](Self::try_with_slot).
+    pub(super) fn try_read<R>(
+        &self,
+        f: impl FnOnce(&EntriesTable) -> DbResult<R>,
+    ) -> Option<DbResult<R>> {
+        let commits = self.commits.load(Ordering::Acquire);
+        self.try_with_slot(|slot, database| slot.read(database, commits, f))
+    }
+
+    /// Ends the cached snapshot if no read used it since the last call, so
+    /// that an idle store does not keep redb, here and in other processes,
+    /// from reusing the pages later commits freed.
+    pub(super) fn release_idle_snapshot(&self) {
+        let Some(slot) = self.try_slot() else { return };
+        let idle = match &*slot.snapshot.load() {
+            Some(snapshot) => !snapshot.used.swap(false, Ordering::Relaxed),
+            None => false,
+        };
+        if idle {
+            slot.forget_snapshot();
+        }
+    }
+
+    fn with_slot<R>(&self, f: impl FnOnce(&Slot, &redb::Database) -> DbResult<R>) -> DbResult<R> {
+        let mut slot = self.read_slot();
         if slot.broken {
             drop(slot);
             self.reopen()?;
-            slot = self.read();
+            slot = self.read_slot();
         }
         let generation = slot.generation;
         let result = match &slot.database {
-            Some(database) => f(database),
+            Some(database) => f(&slot, database),
             None => Err(redb::Error::DatabaseClosed),
         };
         drop(slot);
         if let Err(redb::Error::Io(_) | redb::Error::PreviousIo) = &result {
-            let mut slot = self.write();
+            let mut slot = self.write_slot();
             slot.broken |= slot.generation == generation && slot.database.is_some();
         }
         result
@@ -101,27 +243,32 @@ impl Db {
     /// reopen, compaction or close holds or waits for the slot (each takes
     /// long), or when `f` met an I/O error (marking the database for a
     /// reopen takes the slot). The caller then runs `f` through
-    /// [`with`](Self::with) on a thread that may wait.
-    pub(super) fn try_with<R>(
+    /// [`with_slot`](Self::with_slot) on a thread that may wait.
+    fn try_with_slot<R>(
         &self,
-        f: impl FnOnce(&redb::Database) -> DbResult<R>,
+        f: impl FnOnce(&Slot, &redb::Database) -> DbResult<R>,
     ) -> Option<DbResult<R>> {
-        // `try_read` also fails while a writer waits for the lock, so a
-        // stream of reads never holds off a compaction or a reopen.
-        let slot = match self.slot.try_read() {
-            Ok(slot) => slot,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
+        let slot = self.try_slot()?;
         if slot.broken {
             return None;
         }
         match &slot.database {
-            Some(database) => match f(database) {
+            Some(database) => match f(&slot, database) {
                 Err(redb::Error::Io(_) | redb::Error::PreviousIo) => None,
                 result => Some(result),
             },
             None => Some(Err(redb::Error::DatabaseClosed)),
+        }
+    }
+
+    /// The slot if it can be had at once. `try_read` also fails while a
+    /// writer waits for the lock, so a stream of reads never holds off a
+    /// compaction or a reopen.
+    fn try_slot(&self) -> Option<RwLockReadGuard<'_, Slot>> {
+        match self.slot.try_read() {
+            Ok(slot) => Some(slot),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 
@@ -130,7 +277,9 @@ impl Db {
         &self,
         f: impl FnOnce(&mut redb::Database) -> DbResult<R>,
     ) -> DbResult<R> {
-        match &mut self.write().database {
+        let mut slot = self.write_slot();
+        slot.forget_snapshot();
+        match &mut slot.database {
             Some(database) => f(database),
             None => Err(redb::Error::DatabaseClosed),
         }
@@ -139,30 +288,36 @@ impl Db {
     /// Closes the poisoned database and opens the file again. The old handle
     /// goes first: it holds the file's lock, which the new one takes.
     fn reopen(&self) -> DbResult<()> {
-        let mut slot = self.write();
+        let mut slot = self.write_slot();
         if !slot.broken {
             return Ok(()); // Another thread reopened it meanwhile.
         }
+        slot.forget_snapshot();
         slot.database = None;
         // `open`, not `create`: a file deleted meanwhile is not replaced by
         // an empty one.
-        slot.database = Some(self.options.builder().open(&self.path)?);
+        let database = self.options.builder().open(&self.path)?;
+        // The header of the file now open, should it be another one.
+        let fresh = Slot::new(&self.path, database, self.options)?;
+        slot.database = fresh.database;
+        slot.header = fresh.header;
         slot.broken = false;
         slot.generation += 1;
         Ok(())
     }
 
     pub(super) fn close(&self) {
-        let mut slot = self.write();
+        let mut slot = self.write_slot();
         slot.broken = false;
+        slot.forget_snapshot();
         drop(slot.database.take());
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Slot> {
+    fn read_slot(&self) -> RwLockReadGuard<'_, Slot> {
         self.slot.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Slot> {
+    fn write_slot(&self) -> RwLockWriteGuard<'_, Slot> {
         self.slot.write().unwrap_or_else(PoisonError::into_inner)
     }
 }

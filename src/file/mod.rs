@@ -12,8 +12,10 @@
 //!   waiting at the moment in one transaction, then replies to each caller.
 //!   A write is a closure over `Tables` with its own result type.
 //! - `reader` — lookups: inline on the caller's thread when that cannot
-//!   wait on this process, otherwise on a reader thread that serves every
-//!   waiting lookup from one read transaction.
+//!   wait on this process, otherwise on a reader thread; both read one
+//!   read transaction that stays open while nothing is committed (`db`).
+//! - `header` — how reads learn of other processes' commits: the file's
+//!   header, compared through a read-only mapping.
 //! - `sweep` — the opt-in background sweeper of expired entries.
 //! - `worker` — the thread-and-channel plumbing the two share.
 //! - `open` — path checks, the read-only probe that refuses a foreign file
@@ -31,6 +33,7 @@
 
 mod atomic;
 mod db;
+mod header;
 pub(crate) mod list;
 mod open;
 mod reader;
@@ -99,11 +102,14 @@ pub use list::FileUsage;
 /// rate; concurrent writers share commits, so their rate grows with their
 /// number. `exclusive` halves the fsyncs of a commit, and
 /// [`FileDurability::Periodic`] takes them off the write path. Reads never
-/// wait for a commit. With `exclusive`, a read that is the only one in
-/// flight runs on the caller's thread (several times faster than handing
-/// it to the store's reader thread); on a cold cache it then waits for the
-/// disk there, a few page reads, once per page. Concurrent reads, and every
-/// read in the default mode, are served by the reader thread in batches. `delete_expired` costs what has expired: its index
+/// wait for a commit, and run on the caller's thread from one read
+/// transaction kept open while nothing is committed, in this process or,
+/// in the default mode, another (a look at the file's header through a
+/// read-only mapping tells): a cached lookup costs about a microsecond. On
+/// a cold cache a read waits for the disk there, a few page reads, once
+/// per page. A store that reads nothing for a second lets its transaction
+/// go, so that redb can reuse the pages later commits freed.
+/// `delete_expired` costs what has expired: its index
 /// scan reads nothing else, but removing entries scattered through a large
 /// file rewrites one page each. `BENCHMARKS.md` in the repository has the
 /// figures of each configuration.

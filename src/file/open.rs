@@ -67,7 +67,7 @@ pub(super) fn open(path: &Path, create_directories: bool, options: Options) -> R
     }
     let db = Arc::new(open_database(&canonical, options)?);
     let writer = Writer::start(db.clone(), options.flush_every)?;
-    let reader = Reader::start(db.clone(), options.exclusive)?;
+    let reader = Reader::start(db.clone())?;
     let inner = Arc::new(Inner {
         db,
         writer: Some(writer),
@@ -147,7 +147,7 @@ fn open_database(path: &Path, options: Options) -> Result<Db> {
         drop(txn);
         return Err(format_error(path, format));
     }
-    Ok(Db::new(path.to_owned(), database, options))
+    Db::new(path.to_owned(), database, options).map_err(|e| db_error(path, "open", e))
 }
 
 /// Looks at an existing file through a read-only handle, which cannot write

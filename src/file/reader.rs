@@ -1,33 +1,32 @@
-//! Reads: on the caller's thread when that cannot wait, otherwise on one
-//! thread per open database that serves every lookup waiting at the moment
-//! from one read transaction.
+//! Reads: on the caller's thread when that cannot wait on this process,
+//! otherwise on one thread per open database.
 //!
-//! A lookup of pages in redb's cache takes about a microsecond, far less
-//! than handing it to another thread and back (tens of microseconds), so
-//! [`Reader::get_many`] runs it inline, inside the caller's `poll`. It does
-//! not when it could wait on this process: while the database must be
-//! reopened, or a reopen, compaction or close holds it, or for more than
-//! [`MAX_INLINE`] keys; those go to the reader thread, which may wait. What
-//! an inline read can still wait on is the disk, for pages not in redb's
-//! cache, and another process's header write in the multi-process mode
+//! Every read is served from one read transaction that stays open while
+//! nothing is committed ([`Db::read`]): a lookup of pages in redb's cache
+//! then costs about a microsecond, plus, in the multi-process mode, one
+//! `pread` of the file's header to learn of other processes' commits. That
+//! is far less than beginning a transaction per read (file locks in the
+//! multi-process mode) or handing the read to another thread and back
+//! (tens of microseconds), so [`Reader::get_many`] runs it inline, inside
+//! the caller's `poll`. It does not when it could wait on this process:
+//! while the database must be reopened, or a reopen, compaction or close
+//! holds it, or for more than [`MAX_INLINE`] keys; those go to the reader
+//! thread, which may wait. What an inline read can still wait on is the
+//! disk, for pages not in redb's cache, and another process's header write
 //! (DESIGN.md, "FileStore reads", has the worst case and why it is
 //! accepted).
 //!
-//! On the thread, beginning a read transaction once per batch pays its cost
-//! (a file lock in the multi-process mode) once for every reader waiting.
-//!
-//! A read begins its transaction after the caller's earlier writes were
+//! A read checks its snapshot after the caller's earlier writes were
 //! acknowledged, so it sees them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use bytes::Bytes;
-use redb::ReadableDatabase;
 
 use super::db::{Db, db_error, shared_error};
-use super::tables::{self, ENTRIES};
+use super::tables::{self, EntriesTable};
 use super::worker::{Reply, Worker, drain};
 use crate::Result;
 
@@ -57,42 +56,25 @@ struct Job {
     reply: Reply<Vec<Found>>,
 }
 
+/// How long the reader thread lets a snapshot no read uses stay open.
+/// While open, it keeps redb, in this process and others, from reusing the
+/// pages that later commits freed, so the file may grow for that long.
+const IDLE: Duration = Duration::from_secs(1);
+
 /// Reads of one database: inline when they cannot wait, otherwise on its
 /// reader thread.
 pub(super) struct Reader {
     db: Arc<Db>,
     thread: Worker<Job>,
-    /// Whether a lone read may be served inline: in the exclusive mode
-    /// only, where beginning a read transaction touches no file lock.
-    inline: bool,
-    /// Reads of this database in progress in this process, inline or on
-    /// the thread; counted only where `inline`.
-    in_flight: AtomicUsize,
-}
-
-/// Counts a read in progress until dropped, also when the caller's future
-/// is dropped while it waits for the thread.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Reader {
-    /// Starts the reader thread of `db`; `inline` lets a lone read of an
-    /// exclusive database skip it.
-    pub(super) fn start(db: Arc<Db>, inline: bool) -> Result<Reader> {
+    /// Starts the reader thread of `db`.
+    pub(super) fn start(db: Arc<Db>) -> Result<Reader> {
         let path = db.path.clone();
         let served = db.clone();
         let thread = Worker::start("reader", path, move |queue| serve(&served, &queue))?;
-        Ok(Reader {
-            db,
-            thread,
-            inline,
-            in_flight: AtomicUsize::new(0),
-        })
+        Ok(Reader { db, thread })
     }
 
     /// Looks the entry up and returns it if it is live.
@@ -104,19 +86,10 @@ impl Reader {
     /// Looks every entry up in one read transaction, a snapshot, and
     /// returns those that are live, in order.
     pub(super) async fn get_many(&self, lookups: Vec<Lookup>) -> Result<Vec<Found>> {
-        if !self.inline || lookups.len() > MAX_INLINE {
-            return self.thread.call(|reply| Job { lookups, reply }).await;
-        }
-        // Alone, a read is served inline; among others it joins the
-        // thread's next batch, whose one transaction serves them all.
-        let alone = self.in_flight.fetch_add(1, Ordering::Relaxed) == 0;
-        let _in_flight = InFlight(&self.in_flight);
-        if alone {
-            let inline = self.db.try_with(|database| {
-                let txn = database.begin_read()?;
-                let entries = txn.open_table(ENTRIES)?;
-                lookups.iter().map(|l| look_up(&entries, l)).collect()
-            });
+        if lookups.len() <= MAX_INLINE {
+            let inline = self
+                .db
+                .try_read(|entries| lookups.iter().map(|l| look_up(entries, l)).collect());
             match inline {
                 Some(Ok(found)) => return Ok(found),
                 Some(Err(e)) => return Err(db_error(&self.db.path, "read", e)),
@@ -128,10 +101,7 @@ impl Reader {
 }
 
 /// The entry of `lookup` in `entries`, if it is live.
-fn look_up(
-    entries: &redb::ReadOnlyTable<&[u8], (Option<u64>, &[u8])>,
-    lookup: &Lookup,
-) -> redb::Result<Found, redb::Error> {
+fn look_up(entries: &EntriesTable, lookup: &Lookup) -> redb::Result<Found, redb::Error> {
     let Lookup { key, now, value } = lookup;
     let entry = redb::ReadableTable::get(entries, &key[..])?;
     Ok(entry.and_then(|entry| {
@@ -141,14 +111,20 @@ fn look_up(
 }
 
 fn serve(db: &Db, queue: &mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
+    loop {
+        let first = match queue.recv_timeout(IDLE) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => {
+                db.release_idle_snapshot();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let batch = drain(first, queue, MAX_BATCH);
-        let found = db.with(|database| {
-            let txn = database.begin_read()?;
-            let entries = txn.open_table(ENTRIES)?;
+        let found = db.read(|entries| {
             batch
                 .iter()
-                .map(|job| job.lookups.iter().map(|l| look_up(&entries, l)).collect())
+                .map(|job| job.lookups.iter().map(|l| look_up(entries, l)).collect())
                 .collect::<Result<Vec<Vec<Found>>, redb::Error>>()
         });
         match found {

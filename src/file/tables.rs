@@ -38,6 +38,8 @@ use crate::ext::{add_to_counter, parse_counter};
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("kvstores.meta");
 pub(super) const ENTRIES: TableDefinition<&[u8], (Option<u64>, &[u8])> =
     TableDefinition::new("kvstores.entries");
+/// [`ENTRIES`] as a read transaction opens it.
+pub(super) type EntriesTable = redb::ReadOnlyTable<&'static [u8], (Option<u64>, &'static [u8])>;
 pub(super) const EXPIRY: TableDefinition<(u64, &[u8]), ()> =
     TableDefinition::new("kvstores.expiry");
 

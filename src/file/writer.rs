@@ -163,7 +163,7 @@ fn run(db: &Db, queue: &mpsc::Receiver<Queued>, flush_every: Option<Duration>) {
 /// batch: none of it was written.
 fn commit_batch(db: &Db, mut batch: Vec<Queued>, durable: bool) {
     let outcome = loop {
-        let attempt = db.with(|database| {
+        let attempt = db.write(|database| {
             let mut txn = database.begin_write()?;
             if !durable {
                 txn.set_durability(Durability::None)?;
@@ -203,5 +203,5 @@ fn commit_batch(db: &Db, mut batch: Vec<Queued>, durable: bool) {
 /// under the promise of "durable at the next flush", and the next batch's
 /// commit will fail and report the same fault.
 fn flush(db: &Db) {
-    let _ = db.with(|database| Ok(database.begin_write()?.commit()?));
+    let _ = db.write(|database| Ok(database.begin_write()?.commit()?));
 }
