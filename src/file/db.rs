@@ -5,7 +5,7 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -54,6 +54,11 @@ pub(super) struct Db {
     /// Counts the write transactions of this process that have ended; a
     /// snapshot begun before the latest may miss what it committed.
     commits: AtomicU64,
+    /// Held through each write transaction and the handling of its error,
+    /// so that a write that fails marks the handle for a reopen before the
+    /// next one begins on it (the writer thread and a lone caller's thread
+    /// both write).
+    writing: Mutex<()>,
 }
 
 struct Slot {
@@ -161,6 +166,7 @@ impl Db {
             options,
             slot: RwLock::new(slot),
             commits: AtomicU64::new(0),
+            writing: Mutex::new(()),
         })
     }
 
@@ -174,6 +180,7 @@ impl Db {
     /// [`with`](Self::with); the reads that begin after it returns see
     /// what it committed.
     pub(super) fn write<R>(&self, f: impl FnOnce(&redb::Database) -> DbResult<R>) -> DbResult<R> {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         self.with_slot(|slot, database| {
             let result = f(database);
             // Also after a failure: an error from `commit` may come after

@@ -100,7 +100,11 @@ pub use list::FileUsage;
 ///
 /// A write costs a commit, so a lone durable writer gets the disk's commit
 /// rate; concurrent writers share commits, so their rate grows with their
-/// number. `exclusive` halves the fsyncs of a commit, and
+/// number. A durable write that is the only one in flight, on a
+/// multi-threaded tokio runtime, commits on the caller's thread inside
+/// [`tokio::task::block_in_place`] (the runtime moves that worker's other
+/// tasks to another thread meanwhile), which saves two thread hand-offs;
+/// other writes go to the store's writer thread. `exclusive` halves the fsyncs of a commit, and
 /// [`FileDurability::Periodic`] takes them off the write path. Reads never
 /// wait for a commit, and run on the caller's thread from one read
 /// transaction kept open while nothing is committed, in this process or,
