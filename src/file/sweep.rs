@@ -9,7 +9,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use super::tables::Tables;
-use super::{FileStore, FileStoreBuilder};
+use super::{EXPIRY_CHUNK_TIME, FileStore, FileStoreBuilder};
 use crate::stats::Event;
 use crate::sweeper::Sweeper;
 use crate::{Error, Result};
@@ -76,7 +76,9 @@ impl FileStore {
             };
             let now = clock.unix_millis();
             let sweep = move |tables: &mut Tables<'_>| {
-                Ok(tables.delete_expired_chunk(&[], now, None, PER_TICK)?.0)
+                Ok(tables
+                    .delete_expired_chunk(&[], now, None, PER_TICK, EXPIRY_CHUNK_TIME)?
+                    .0)
             };
             if let Ok(n) = inner.writer().write_blocking(sweep) {
                 inner.stats.add(0, Event::Expiration, n as u64);

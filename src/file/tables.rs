@@ -25,6 +25,7 @@
 //! entries are a prefix of it and `delete_expired` reads nothing else.
 
 use std::ops::Bound;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redb::{
@@ -275,9 +276,10 @@ impl<'txn> Tables<'txn> {
 
     /// Deletes at most `max` of the entries under `prefix` whose expiry is
     /// at or before `now`, the earliest first, reading the expiry index
-    /// after `after` (the position a previous chunk returned). Returns how
-    /// many it deleted, and where the next chunk starts, or `None` once the
-    /// expired part of the index has been read.
+    /// after `after` (the position a previous chunk returned), and stops
+    /// early once it has spent `budget` deleting. Returns how many it
+    /// deleted, and where the next chunk starts, or `None` once the expired
+    /// part of the index has been read.
     ///
     /// It reads at most `4 * max` index rows, so that a namespace with few
     /// expired entries among many of other namespaces (the index is ordered
@@ -288,7 +290,9 @@ impl<'txn> Tables<'txn> {
         now: u64,
         after: Option<&Position>,
         max: usize,
+        budget: Duration,
     ) -> Result<(usize, Option<Position>), StorageError> {
+        let started = Instant::now();
         let upper = Bound::Excluded((now.saturating_add(1), &b""[..]));
         let lower = after.map_or(Bound::Unbounded, |(at, key)| {
             Bound::Excluded((*at, &key[..]))
@@ -306,9 +310,13 @@ impl<'txn> Tables<'txn> {
                 break;
             }
         }
-        for (at, key) in &expired {
+        for (i, (at, key)) in expired.iter().enumerate() {
             self.expiry.remove((*at, &key[..]))?;
             self.entries.remove(&key[..])?;
+            // Out of time: the next chunk starts after this entry.
+            if i + 1 < expired.len() && (i + 1) % 32 == 0 && started.elapsed() >= budget {
+                return Ok((i + 1, Some((*at, key.clone()))));
+            }
         }
         Ok((expired.len(), last))
     }
@@ -342,5 +350,74 @@ pub(super) fn copy_all(from: &ReadTransaction, to: &redb::Database) -> DbResult<
         txn.set_durability(Durability::None)?;
         txn.commit()?;
         txn = to.begin_write()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks that run out of time at once still remove every expired
+    /// entry of the prefix, each exactly once, and nothing else.
+    #[test]
+    fn chunks_cut_short_by_time_resume_where_they_stopped() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        initialize(&txn).unwrap();
+        {
+            let mut tables = Tables::open(&txn).unwrap();
+            for i in 0..1_000u64 {
+                // Interleaved in the index: `a` and `b` expire at the same times.
+                tables
+                    .set(format!("a{i}").as_bytes(), b"v", Some(i))
+                    .unwrap();
+                tables
+                    .set(format!("b{i}").as_bytes(), b"v", Some(i))
+                    .unwrap();
+            }
+            tables.set(b"a-live", b"v", Some(5_000)).unwrap();
+            tables.set(b"a-forever", b"v", None).unwrap();
+
+            let (mut removed, mut after, mut chunks) = (0, None, 0);
+            loop {
+                let (n, next) = tables
+                    .delete_expired_chunk(b"a", 2_000, after.as_ref(), 10_000, Duration::ZERO)
+                    .unwrap();
+                removed += n;
+                chunks += 1;
+                match next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(removed, 1_000);
+            // Out of time after every 32 removals.
+            assert!(chunks >= 1_000 / 32, "{chunks} chunks");
+            for i in 0..1_000u64 {
+                assert!(
+                    tables
+                        .entries
+                        .get(format!("a{i}").as_bytes())
+                        .unwrap()
+                        .is_none()
+                );
+                assert!(
+                    tables
+                        .entries
+                        .get(format!("b{i}").as_bytes())
+                        .unwrap()
+                        .is_some()
+                );
+            }
+            assert!(tables.entries.get(&b"a-live"[..]).unwrap().is_some());
+            assert!(tables.entries.get(&b"a-forever"[..]).unwrap().is_some());
+            // The index keeps `b`'s entries and the live one only.
+            assert_eq!(
+                redb::ReadableTableMetadata::len(&tables.expiry).unwrap(),
+                1_001
+            );
+        }
+        txn.commit().unwrap();
     }
 }
