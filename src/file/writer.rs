@@ -236,7 +236,10 @@ fn run(db: &Db, queue: &mpsc::Receiver<Queued>, flush_every: Option<Duration>) {
 /// Whether this task runs on a multi-threaded tokio runtime, where
 /// `block_in_place` moves the worker's other tasks elsewhere while the
 /// commit blocks this thread. On a current-thread runtime it would panic,
-/// and would stall every task; there writes go to the thread.
+/// and would stall every task; there writes go to the thread. One case
+/// this check cannot see, and tokio offers no way to: a current-thread
+/// runtime's `block_on` that has entered a multi-threaded runtime's handle
+/// (`Handle::enter`), where `block_in_place` panics.
 fn may_block_in_place() -> bool {
     tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
