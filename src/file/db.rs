@@ -451,3 +451,68 @@ pub(super) fn backup(db: &Db, dest: &Path) -> Result<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, exclusive: bool) -> Db {
+        let path = dir.join("t.redb");
+        let options = Options {
+            exclusive,
+            flush_every: None,
+        };
+        let database = options.builder().create(&path).unwrap();
+        let txn = database.begin_write().unwrap();
+        tables::initialize(&txn).unwrap();
+        txn.commit().unwrap();
+        Db::new(path, database, options).unwrap()
+    }
+
+    fn cached(db: &Db) -> bool {
+        db.read_slot().snapshot.load().is_some()
+    }
+
+    /// A snapshot some read used since the last look survives it; one no
+    /// read used is let go, and the next read begins a new one.
+    #[test]
+    fn an_unused_snapshot_is_let_go_at_the_second_look() {
+        for exclusive in [false, true] {
+            let dir = tempfile::TempDir::new().unwrap();
+            let db = open(dir.path(), exclusive);
+            db.read(|_| Ok(())).unwrap();
+            assert!(cached(&db));
+            db.release_idle_snapshot(); // used since it began: kept
+            assert!(cached(&db));
+            db.read(|_| Ok(())).unwrap();
+            db.release_idle_snapshot(); // used again: kept
+            assert!(cached(&db));
+            db.release_idle_snapshot(); // unused since: let go
+            assert!(!cached(&db));
+            db.read(|_| Ok(())).unwrap();
+            assert!(cached(&db));
+        }
+    }
+
+    /// A write of this process ends the snapshot at once, and the next read
+    /// sees what it committed.
+    #[test]
+    fn a_commit_ends_the_snapshot_and_the_next_read_sees_it() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = open(dir.path(), false);
+        let found = |db: &Db| {
+            db.read(|entries| Ok(redb::ReadableTable::get(entries, &b"k"[..])?.is_some()))
+                .unwrap()
+        };
+        assert!(!found(&db));
+        db.write(|database| {
+            let txn = database.begin_write()?;
+            tables::Tables::open(&txn)?.set(b"k", b"v", None)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(!cached(&db));
+        assert!(found(&db));
+    }
+}
